@@ -1,0 +1,23 @@
+/**
+ * The key scheme. Every key carries the token's SHA-256 (or a session/user id), never a token.
+ *   <p>e:<hash>        the cached answer for a token
+ *   <p>sid:<id>        session id → token hash (invalidate by session id after the Studio deleted the row)
+ *   <p>u:<id>          set of a user's token hashes (invalidate a user without scanning the keyspace)
+ *   <p>t:tok:<hash>    tombstones: while one lives, no cache fill for that token, session or user may land
+ *   <p>t:sid:<id>
+ *   <p>t:uid:<id>
+ * The Lua scripts build the same names from the prefix (see scripts.ts); keep the two in step.
+ */
+export function keyScheme(prefix: string) {
+  return {
+    prefix,
+    entry: (tokenHash: string) => `${prefix}e:${tokenHash}`,
+    sessionIndex: (sessionId: string) => `${prefix}sid:${sessionId}`,
+    userIndex: (userId: string) => `${prefix}u:${userId}`,
+    tokenTombstone: (tokenHash: string) => `${prefix}t:tok:${tokenHash}`,
+    sessionTombstone: (sessionId: string) => `${prefix}t:sid:${sessionId}`,
+    userTombstone: (userId: string) => `${prefix}t:uid:${userId}`,
+  }
+}
+
+export type KeyScheme = ReturnType<typeof keyScheme>

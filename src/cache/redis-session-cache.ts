@@ -1,0 +1,89 @@
+import type CircuitBreaker from 'opossum'
+import type { Redis } from 'ioredis'
+import type { FillOutcome, SessionCache } from '../domain/ports.js'
+import type { InvalidationTarget, SessionAnswer } from '../domain/session.js'
+import { decodeAnswer, encodeAnswer } from './codec.js'
+import type { KeyScheme } from './keys.js'
+import { EXTEND, FILL, INVALIDATE } from './scripts.js'
+
+interface ScriptedClient extends Redis {
+  sscFill(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>
+  sscExtend(entry: string, userIndex: string, sessionIndex: string, ttlMs: number): Promise<number>
+  sscInvalidate(prefix: string, ttlMs: number, kind: string, id: string): Promise<number>
+}
+
+/** Registers this cache's scripts on a new connection (the pool calls it for each one it opens). */
+export function defineCacheScripts(client: Redis): void {
+  client.defineCommand('sscFill', { lua: FILL })
+  client.defineCommand('sscExtend', { numberOfKeys: 3, lua: EXTEND })
+  client.defineCommand('sscInvalidate', { numberOfKeys: 0, lua: INVALIDATE })
+}
+
+/** A cache operation: a plain function of a connection and its arguments, so that calling one needs no closure. */
+export type CacheOp = (client: Redis, ...args: never[]) => Promise<unknown>
+export type GuardedRunner = CircuitBreaker<[CacheOp, ...unknown[]], unknown>
+
+const getOp = (client: Redis, key: string) => client.get(key)
+const fillOp = (client: Redis, numKeys: number, ...rest: (string | number)[]) =>
+  (client as ScriptedClient).sscFill(numKeys, ...rest)
+const extendOp = (client: Redis, entry: string, userIndex: string, sessionIndex: string, ttlMs: number) =>
+  (client as ScriptedClient).sscExtend(entry, userIndex, sessionIndex, ttlMs)
+const invalidateOp = (client: Redis, prefix: string, ttlMs: number, kind: string, id: string) =>
+  (client as ScriptedClient).sscInvalidate(prefix, ttlMs, kind, id)
+
+const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
+
+/**
+ * SessionCache over Redis. Every operation runs through the breaker (which runs it on a pooled connection); a hit is
+ * one GET, a fill or an invalidation is one script call.
+ */
+export function createRedisSessionCache(runner: GuardedRunner, keys: KeyScheme, tombstoneTtlMs: number): SessionCache {
+  const run = runner.fire.bind(runner) as (op: CacheOp, ...args: unknown[]) => Promise<unknown>
+
+  return {
+    async get(tokenHash) {
+      const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as string | null
+      return raw === null ? null : decodeAnswer(raw)
+    },
+
+    async fill(tokenHash, answer: SessionAnswer, ttlMs): Promise<FillOutcome> {
+      const value = encodeAnswer(answer)
+      const ttl = Math.max(1, Math.floor(ttlMs))
+      const written = answer.valid
+        ? await run(
+            fillOp as CacheOp,
+            6,
+            keys.entry(tokenHash),
+            keys.tokenTombstone(tokenHash),
+            keys.sessionTombstone(answer.entry.session.id),
+            keys.userTombstone(answer.entry.session.userId),
+            keys.userIndex(answer.entry.session.userId),
+            keys.sessionIndex(answer.entry.session.id),
+            value,
+            ttl,
+            tokenHash,
+          )
+        : await run(fillOp as CacheOp, 2, keys.entry(tokenHash), keys.tokenTombstone(tokenHash), value, ttl)
+      return written === 1 ? 'written' : 'tombstoned'
+    },
+
+    async extend(tokenHash, answer, ttlMs) {
+      await run(
+        extendOp as CacheOp,
+        keys.entry(tokenHash),
+        keys.userIndex(answer.entry.session.userId),
+        keys.sessionIndex(answer.entry.session.id),
+        Math.max(1, Math.floor(ttlMs)),
+      )
+    },
+
+    async invalidate(target: InvalidationTarget) {
+      const id = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
+      return (await run(invalidateOp as CacheOp, keys.prefix, tombstoneTtlMs, KIND_CODE[target.kind], id)) as number
+    },
+
+    async close() {
+      // The pool and breaker belong to the composition root, which closes them.
+    },
+  }
+}

@@ -1,0 +1,83 @@
+import type CircuitBreaker from 'opossum'
+import type { SessionStore } from '../domain/ports.js'
+import { breakerState } from '../redis/breaker.js'
+import { poolStats, type RedisPool } from '../redis/pool.js'
+import { probeRedis, type RedisProbe, type RedisTimings } from '../redis/probe.js'
+
+export interface HealthDeps {
+  pool: RedisPool
+  breaker: CircuitBreaker<never[], unknown>
+  store: SessionStore
+  healthKey: string
+  timeoutMs: number
+  cacheCounts: () => { hits: number; misses: number }
+  draining: () => boolean
+}
+
+export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy'
+
+function withDeadline<T>(work: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(fallback), ms)
+    timer.unref()
+  })
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
+}
+
+const redisTimedOut: RedisProbe & RedisTimings = {
+  connected: false,
+  version: null,
+  uptimeSeconds: null,
+  usedMemoryBytes: null,
+  maxmemoryBytes: null,
+  maxmemoryPolicy: null,
+  totalKeys: null,
+  warnings: [],
+  error: 'timed out',
+  pingMs: null,
+  getMs: null,
+  setMs: null,
+}
+
+/**
+ * The /health/redis body. Bounded in time (each check races a deadline) and never throws.
+ * healthy: Redis and Postgres usable and the breaker closed. degraded: one of them is not (the service still
+ * answers). unhealthy: neither is usable, or the service is draining; only then is it a 503.
+ */
+export async function healthReport(deps: HealthDeps) {
+  const [redis, postgresConnected] = await Promise.all([
+    withDeadline(probeRedis(deps.pool, deps.healthKey), deps.timeoutMs, redisTimedOut),
+    withDeadline(
+      deps.store.ping().then(
+        () => true,
+        () => false,
+      ),
+      deps.timeoutMs,
+      false,
+    ),
+  ])
+  const state = breakerState(deps.breaker as unknown as CircuitBreaker)
+  const redisUsable = redis.connected && state !== 'open'
+  const status: HealthStatus = deps.draining()
+    ? 'unhealthy'
+    : redisUsable && postgresConnected
+      ? 'healthy'
+      : redisUsable || postgresConnected
+        ? 'degraded'
+        : 'unhealthy'
+  const { hits, misses } = deps.cacheCounts()
+  const { pingMs, getMs, setMs, ...redisInfo } = redis
+  return {
+    status,
+    draining: deps.draining(),
+    redis: redisInfo,
+    circuitBreaker: { state },
+    pool: poolStats(deps.pool),
+    postgres: { connected: postgresConnected },
+    sessionCache: { hits, misses, hitRate: hits + misses === 0 ? 0 : Math.round((hits / (hits + misses)) * 10_000) / 100 },
+    performance: { pingMs, getMs, setMs },
+  }
+}
+
+export type HealthReport = Awaited<ReturnType<typeof healthReport>>

@@ -1,0 +1,87 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { Errors } from '../errors.js'
+
+interface ValidationIssue {
+  keyword: string
+  instancePath: string
+  params: Record<string, unknown>
+  message?: string
+}
+
+/** Turns a JSON-schema failure into the catalogue's stable codes, so callers never parse messages. */
+function fromValidation(issue: ValidationIssue | undefined, tokenMaxLength: number): FastifyError {
+  if (!issue) return new Errors.BodyNotObject()
+  const field = issue.instancePath.replace(/^\//, '')
+  if (field === '') {
+    if (issue.keyword === 'required') {
+      return issue.params.missingProperty === 'token' ? new Errors.TokenMissing() : new Errors.InvalidField(issue.params.missingProperty, 'is required')
+    }
+    if (issue.keyword === 'additionalProperties') return new Errors.UnknownField(String(issue.params.additionalProperty))
+    return new Errors.BodyNotObject()
+  }
+  if (field === 'token') {
+    switch (issue.keyword) {
+      case 'type':
+        return new Errors.TokenNotString()
+      case 'minLength':
+        return new Errors.TokenEmpty()
+      case 'maxLength':
+        return new Errors.TokenTooLong(tokenMaxLength)
+      case 'pattern':
+        return new Errors.TokenInvalidChars()
+    }
+  }
+  return new Errors.InvalidField(field, issue.message ?? 'is invalid')
+}
+
+/** Maps Fastify's own errors onto the catalogue; anything unexpected is a 500 with a generic message. */
+export function toCatalogued(err: FastifyError, tokenMaxLength: number, bodyLimit: number): FastifyError {
+  if (err.validation) return fromValidation(err.validation[0] as ValidationIssue | undefined, tokenMaxLength)
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new Errors.InvalidJson()
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new Errors.BodyTooLarge(bodyLimit)
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? new Errors.UnsupportedMediaType() : new Errors.InvalidJson()
+  }
+  const known = Object.values(Errors).some((E) => err.code === (E as unknown as { prototype: { code: string } }).prototype.code)
+  if (known) return err
+  if (err instanceof SyntaxError || (err.statusCode === 400 && err.code?.startsWith('FST_'))) return new Errors.InvalidJson()
+  return new Errors.Internal()
+}
+
+export interface ErrorHandlerOptions {
+  tokenMaxLength: number
+  bodyLimit: number
+  retryAfterSeconds: number
+  counted(code: string): void
+}
+
+export function registerErrorHandling(app: FastifyInstance, options: ErrorHandlerOptions): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const answer = toCatalogued(err, options.tokenMaxLength, options.bodyLimit)
+    const statusCode = answer.statusCode ?? 500
+    if (statusCode >= 500) {
+      request.log.error({ err, code: answer.code }, 'request failed')
+      if (statusCode === 503) reply.header('retry-after', String(options.retryAfterSeconds))
+    } else {
+      request.log.debug({ code: answer.code }, 'request rejected')
+    }
+    options.counted(answer.code)
+    return reply.code(statusCode).send({
+      statusCode,
+      code: answer.code,
+      error: STATUS_CODES[statusCode] ?? 'Error',
+      message: answer.message,
+    })
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const err = new Errors.NotFound(request.method, request.url.split('?')[0])
+    options.counted(err.code)
+    return reply.code(404).send({ statusCode: 404, code: err.code, error: 'Not Found', message: err.message })
+  })
+}

@@ -1,0 +1,65 @@
+import Type from 'typebox'
+
+/** Printable ASCII, no spaces: session tokens are opaque but never carry control characters or whitespace. */
+export const TOKEN_PATTERN = '^[\\x21-\\x7e]+$'
+
+export const tokenSchema = (maxLength: number) =>
+  Type.String({ minLength: 1, maxLength, pattern: TOKEN_PATTERN, description: 'Opaque session token.' })
+
+export const ValidateBody = (maxLength: number) =>
+  Type.Object({ token: tokenSchema(maxLength) }, { additionalProperties: false })
+
+export const InvalidateBody = (maxLength: number) =>
+  Type.Object(
+    {
+      token: Type.Optional(tokenSchema(maxLength)),
+      sessionId: Type.Optional(Type.String({ format: 'uuid' })),
+      userId: Type.Optional(Type.String({ format: 'uuid' })),
+      revoke: Type.Optional(Type.Boolean()),
+    },
+    { additionalProperties: false },
+  )
+
+const NullableString = Type.Union([Type.String(), Type.Null()])
+
+/** One flat object rather than oneOf: fast-json-stringify serialises it without trying branches. */
+export const ValidateResponse = Type.Object({
+  valid: Type.Boolean(),
+  reason: Type.Optional(
+    Type.Union([
+      Type.Literal('not_found'),
+      Type.Literal('expired'),
+      Type.Literal('revoked'),
+      Type.Literal('user_banned'),
+      Type.Literal('user_deleted'),
+    ]),
+  ),
+  session: Type.Optional(
+    Type.Object({
+      id: Type.String(),
+      userId: Type.String(),
+      createdAt: Type.String(),
+      expiresAt: Type.String(),
+      lastActivityAt: NullableString,
+    }),
+  ),
+  user: Type.Optional(
+    Type.Object({
+      id: Type.String(),
+      email: Type.String(),
+      firstName: NullableString,
+      lastName: NullableString,
+      username: NullableString,
+    }),
+  ),
+  source: Type.Optional(Type.Union([Type.Literal('l1'), Type.Literal('redis'), Type.Literal('postgres')])),
+})
+
+export const InvalidateResponse = Type.Object({ invalidated: Type.Integer(), revoked: Type.Integer() })
+
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String(),
+  error: Type.String(),
+  message: Type.String(),
+})

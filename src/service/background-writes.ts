@@ -1,0 +1,58 @@
+import pRetry, { AbortError } from 'p-retry'
+import type { CacheWriteKind, CacheWriteOutcome, Log, ServiceObserver } from './observer.js'
+
+export interface BackgroundWriteOptions {
+  retries: number
+  baseDelayMs: number
+}
+
+/** Thrown by a write to say that retrying cannot help (cache unavailable, or past its deadline). */
+export class GiveUp extends AbortError {
+  constructor(readonly outcome: Exclude<CacheWriteOutcome, 'written' | 'failed'>) {
+    super(outcome)
+  }
+}
+
+/**
+ * Cache writes happen off the request's critical path: each is retried with exponential backoff and jitter, a write
+ * that still fails is counted and logged, never surfaced. Writes in flight are tracked so shutdown can wait for them.
+ */
+export function createBackgroundWrites(options: BackgroundWriteOptions, observer: ServiceObserver, log: Log) {
+  const inFlight = new Set<Promise<void>>()
+
+  function run(kind: CacheWriteKind, write: () => Promise<'written' | 'tombstoned'>, retries = options.retries) {
+    const task = pRetry(write, {
+      retries,
+      factor: 2,
+      minTimeout: options.baseDelayMs,
+      maxTimeout: options.baseDelayMs * 2 ** Math.max(retries, 1),
+      randomize: true,
+      unref: true,
+    }).then(
+      (outcome) => observer.cacheWrite(kind, outcome),
+      (err: unknown) => {
+        if (err instanceof GiveUp) {
+          observer.cacheWrite(kind, err.outcome)
+          return
+        }
+        observer.cacheWrite(kind, 'failed')
+        log.warn({ err, kind, attempts: retries + 1 }, 'cache write failed after retries')
+      },
+    )
+    inFlight.add(task)
+    void task.then(() => inFlight.delete(task))
+  }
+
+  return {
+    run,
+    get pending() {
+      return inFlight.size
+    },
+    /** Resolves when every write started so far has finished (succeeded, or failed after its retries). */
+    async settle(): Promise<void> {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight])
+    },
+  }
+}
+
+export type BackgroundWrites = ReturnType<typeof createBackgroundWrites>

@@ -1,0 +1,128 @@
+import type { SessionCache, SessionStore } from '../domain/ports.js'
+import type { AnswerSource, SessionAnswer } from '../domain/session.js'
+import { judge, stillValid } from '../domain/verdict.js'
+import { GiveUp, type BackgroundWrites } from './background-writes.js'
+import type { Log, ServiceObserver } from './observer.js'
+
+export interface ValidatorOptions {
+  ttlMs: number
+  negativeTtlMs: number
+  /** A fill must land within this long of its Postgres read, or a tombstone that has since expired could be missed. */
+  fillDeadlineMs: number
+  slidingTtl: boolean
+  slidingMinIntervalMs: number
+}
+
+export interface ValidatorDeps {
+  cache: SessionCache
+  /** False while the cache is known to be unusable (breaker open): no fills are attempted. */
+  cacheAvailable: () => boolean
+  store: SessionStore
+  writes: BackgroundWrites
+  observer: ServiceObserver
+  log: Log
+  options: ValidatorOptions
+  now?: () => number
+}
+
+export type Validation = SessionAnswer & { source: AnswerSource }
+
+/** Hard cap on the sliding-TTL throttle map, so a flood of distinct tokens cannot grow it without bound. */
+const SLIDE_MEMORY_LIMIT = 50_000
+
+/**
+ * Cache-aside: Redis → Postgres → fill Redis in the background. A cache failure is a miss, never an answer; a store
+ * failure propagates (the route turns it into a 503), never into valid:false.
+ */
+export function createValidator(deps: ValidatorDeps) {
+  const { cache, store, writes, observer, options } = deps
+  const now = deps.now ?? Date.now
+  const flights = new Map<string, Promise<SessionAnswer>>()
+  const lastSlide = new Map<string, number>()
+
+  function ttlFor(answer: SessionAnswer, at: number): number {
+    if (!answer.valid) return options.negativeTtlMs
+    return Math.min(options.ttlMs, answer.entry.expiresAtMs - at)
+  }
+
+  function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): void {
+    if (!deps.cacheAvailable()) {
+      observer.cacheWrite('fill', 'skipped')
+      return
+    }
+    const deadline = readStartedAt + options.fillDeadlineMs
+    writes.run('fill', async () => {
+      const at = now()
+      if (at >= deadline) throw new GiveUp('skipped')
+      const ttlMs = ttlFor(answer, at)
+      if (ttlMs <= 0) throw new GiveUp('skipped')
+      if (!deps.cacheAvailable()) throw new GiveUp('skipped')
+      return cache.fill(tokenHash, answer, ttlMs)
+    })
+  }
+
+  function maybeSlide(tokenHash: string, answer: SessionAnswer & { valid: true }, at: number): void {
+    const last = lastSlide.get(tokenHash)
+    if (last !== undefined && at - last < options.slidingMinIntervalMs) return
+    if (lastSlide.size >= SLIDE_MEMORY_LIMIT) lastSlide.clear()
+    lastSlide.set(tokenHash, at)
+    writes.run('extend', async () => {
+      const ttlMs = ttlFor(answer, now())
+      if (ttlMs <= 0 || !deps.cacheAvailable()) throw new GiveUp('skipped')
+      await cache.extend(tokenHash, answer, ttlMs)
+      return 'written'
+    })
+  }
+
+  /** Concurrent misses for one token share one Postgres query. */
+  function readStore(tokenHash: string): Promise<SessionAnswer> {
+    const existing = flights.get(tokenHash)
+    if (existing) {
+      observer.singleFlightJoined()
+      return existing
+    }
+    const flight = (async () => {
+      const startedAt = now()
+      const record = await store.findByTokenHash(tokenHash)
+      const answer = judge(record, now())
+      scheduleFill(tokenHash, answer, startedAt)
+      return answer
+    })()
+    flights.set(tokenHash, flight)
+    const forget = () => {
+      flights.delete(tokenHash)
+    }
+    flight.then(forget, forget)
+    return flight
+  }
+
+  async function validate(tokenHash: string): Promise<Validation> {
+    const started = performance.now()
+    let cached: SessionAnswer | null = null
+    try {
+      cached = await cache.get(tokenHash)
+      observer.cacheLookup(cached ? 'hit' : 'miss')
+    } catch (err) {
+      observer.cacheLookup('error')
+      deps.log.debug({ err }, 'cache read failed; reading Postgres')
+    }
+
+    let answer: SessionAnswer
+    let source: AnswerSource
+    if (cached) {
+      const at = now()
+      answer = stillValid(cached, at)
+      source = 'redis'
+      if (options.slidingTtl && answer.valid) maybeSlide(tokenHash, answer, at)
+    } else {
+      answer = await readStore(tokenHash)
+      source = 'postgres'
+    }
+    observer.validated(source, answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
+    return { ...answer, source }
+  }
+
+  return { validate }
+}
+
+export type Validator = ReturnType<typeof createValidator>

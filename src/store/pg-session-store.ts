@@ -1,0 +1,122 @@
+import pg from 'pg'
+import type { SessionStore } from '../domain/ports.js'
+import type { InvalidationTarget, SessionRecord } from '../domain/session.js'
+import { Errors } from '../errors.js'
+import type { Log } from '../service/observer.js'
+
+export interface PgStoreOptions {
+  url: string
+  schema: string
+  poolMax: number
+  connectTimeoutMs: number
+  statementTimeoutMs: number
+  idleTimeoutMs: number
+}
+
+interface Row {
+  id: string
+  user_id: string
+  created_at: Date
+  expires_at: Date
+  last_activity_at: Date | null
+  revoked_at: Date | null
+  email: string
+  first_name: string | null
+  last_name: string | null
+  username: string | null
+  banned_until: Date | null
+  deleted_at: Date | null
+}
+
+export type QueryObserver = (name: string, ok: boolean, seconds: number) => void
+
+/** Creates the pg.Pool the store runs on. Exported so the composition root owns (and closes) it. */
+export function createPgPool(options: PgStoreOptions, log: Log): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    idleTimeoutMillis: options.idleTimeoutMs,
+    // statement_timeout bounds the server's work; query_timeout bounds our wait even if the server never answers.
+    statement_timeout: options.statementTimeoutMs,
+    query_timeout: options.statementTimeoutMs + 500,
+    application_name: 'studio-session-cache',
+    keepAlive: true,
+  })
+  // An idle client that loses its connection emits here; without a listener the process would crash.
+  pool.on('error', (err) => log.warn({ err: { message: err.message } }, 'postgres idle client error'))
+  return pool
+}
+
+/** SessionStore over the Studio's platform tables. Every failure becomes SESSION_STORE_UNAVAILABLE (a 503). */
+export function createPgSessionStore(pool: pg.Pool, schema: string, observe: QueryObserver): SessionStore {
+  const s = `"${schema}"`
+  const findSql = `
+    SELECT s.id, s.user_id, s.created_at, s.expires_at, s.last_activity_at, s.revoked_at,
+           u.email, u.first_name, u.last_name, u.username, u.banned_until, u.deleted_at
+      FROM ${s}.user_sessions s
+      JOIN ${s}.users u ON u.id = s.user_id
+     WHERE s.token = $1`
+  const revokeWhere = { token: 'token = $1', session: 'id = $1', user: 'user_id = $1' } as const
+
+  async function query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]) {
+    const started = performance.now()
+    let ok = false
+    try {
+      // A named query is prepared once per connection, then only bound and executed.
+      const result = await pool.query<R>({ name: `ssc_${schema}_${name}`, text, values })
+      ok = true
+      return result
+    } catch (err) {
+      throw new Errors.StoreUnavailable({ cause: err })
+    } finally {
+      observe(name, ok, (performance.now() - started) / 1000)
+    }
+  }
+
+  return {
+    async findByTokenHash(tokenHash) {
+      const { rows } = await query<Row>('find_session', findSql, [tokenHash])
+      const row = rows[0]
+      if (!row) return null
+      const record: SessionRecord = {
+        session: {
+          id: row.id,
+          userId: row.user_id,
+          createdAt: row.created_at.toISOString(),
+          expiresAt: row.expires_at.toISOString(),
+          lastActivityAt: row.last_activity_at ? row.last_activity_at.toISOString() : null,
+        },
+        user: {
+          id: row.user_id,
+          email: row.email,
+          firstName: row.first_name,
+          lastName: row.last_name,
+          username: row.username,
+        },
+        revokedAt: row.revoked_at,
+        userBannedUntil: row.banned_until,
+        userDeletedAt: row.deleted_at,
+      }
+      return record
+    },
+
+    async revoke(target: InvalidationTarget) {
+      const value = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
+      const { rowCount } = await query(
+        `revoke_by_${target.kind}`,
+        `UPDATE ${s}.user_sessions SET revoked_at = now() WHERE ${revokeWhere[target.kind]} AND revoked_at IS NULL`,
+        [value],
+      )
+      return rowCount ?? 0
+    },
+
+    async ping() {
+      await query('ping', 'SELECT 1', [])
+    },
+
+    async close() {
+      // The pool belongs to the composition root, which closes it.
+    },
+  }
+}

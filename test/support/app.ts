@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { buildApp, type AppOverrides } from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import type { TestDatabase } from './database.js'
+import { TEST_REDIS_URL } from './env.js'
+import { captureLogs } from './logs.js'
+
+export interface TestAppOptions {
+  db: TestDatabase
+  env?: Record<string, string>
+  overrides?: Omit<AppOverrides, 'logStream'>
+  redisUrl?: string
+}
+
+/**
+ * Builds the real app against the test's own schema and its own Redis key prefix, with logs captured at debug so
+ * tests can search every line. `redis` is a separate, plain connection for inspecting what the service wrote.
+ */
+export async function startTestApp(options: TestAppOptions) {
+  const prefix = `ssc-test-${randomBytes(5).toString('hex')}:`
+  const redisUrl = options.redisUrl ?? TEST_REDIS_URL
+  const config = loadConfig(
+    {
+      NODE_ENV: 'test',
+      DATABASE_URL: options.db.url,
+      DATABASE_SCHEMA: options.db.schema,
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: prefix,
+      LOG_LEVEL: 'debug',
+      ...options.env,
+    },
+    { source: {} },
+  )
+  const logs = captureLogs()
+  const app = await buildApp(config, { ...options.overrides, logStream: logs.stream })
+  await app.ready()
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+  await redis.connect().catch(() => undefined)
+
+  async function validate(token: unknown, headers: Record<string, string> = {}) {
+    return app.inject({ method: 'POST', url: '/validate', payload: { token }, headers })
+  }
+  async function invalidate(body: Record<string, unknown>, headers: Record<string, string> = {}) {
+    return app.inject({ method: 'POST', url: '/invalidate', payload: body, headers })
+  }
+  /** Every key this app wrote, with its value (strings) or members (sets). */
+  async function dump(): Promise<Record<string, string | string[]>> {
+    const keys = await redis.keys(`${prefix}*`)
+    const out: Record<string, string | string[]> = {}
+    for (const key of keys) {
+      const type = await redis.type(key)
+      if (type === 'string') out[key] = (await redis.get(key)) ?? ''
+      else if (type === 'set') out[key] = await redis.smembers(key)
+    }
+    return out
+  }
+
+  return {
+    app,
+    config,
+    prefix,
+    redis,
+    logs,
+    validate,
+    invalidate,
+    dump,
+    /** Waits until background cache writes started so far have finished. */
+    settle: () => app.internals.writes.settle(),
+    async close() {
+      await app.close()
+      const keys = await redis.keys(`${prefix}*`).catch(() => [] as string[])
+      if (keys.length > 0) await redis.del(...keys).catch(() => undefined)
+      redis.disconnect()
+    },
+  }
+}
+
+export type TestApp = Awaited<ReturnType<typeof startTestApp>>
