@@ -1,7 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { SessionStore } from '../../src/domain/ports.js'
 import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { startTestApp, type TestApp } from '../support/app.js'
+import { eventually, gate } from '../support/gate.js'
 
 let db: TestDatabase
 let t: TestApp
@@ -15,6 +17,20 @@ afterAll(async () => {
 afterEach(async () => {
   await t?.close()
 })
+
+/** Wraps the real store to count (and optionally hold) token lookups. */
+function countingStore(hold?: Promise<void>) {
+  const counter = { lookups: 0 }
+  const wrap = (store: SessionStore): SessionStore => ({
+    ...store,
+    async findByTokenHash(hash) {
+      counter.lookups++
+      if (hold) await hold
+      return store.findByTokenHash(hash)
+    },
+  })
+  return { counter, wrap }
+}
 
 describe('POST /validate', () => {
   it('answers a valid session from Postgres first, then from Redis, with the session and its user', async () => {
@@ -36,16 +52,137 @@ describe('POST /validate', () => {
     expect(second.json().user).toEqual(first.json().user)
   })
 
-  it('keys the cache on the SHA-256 of the token and never stores the token itself', async () => {
+  it.each([
+    ['an expired session', { expiresInMs: -1000 }, 'expired'],
+    ['a revoked session', { revoked: true }, 'revoked'],
+  ] as const)('answers %s as not valid with its reason, from Postgres and then from the cache', async (_name, options, reason) => {
+    t = await startTestApp({ db })
+    const { token } = await db.insertSession(options)
+    expect((await t.validate(token)).json()).toEqual({ valid: false, reason })
+    await t.settle()
+    expect((await t.validate(token)).json()).toEqual({ valid: false, reason })
+  })
+
+  it('answers an unknown token as not_found', async () => {
+    t = await startTestApp({ db })
+    expect((await t.validate('never-issued-token')).json()).toEqual({ valid: false, reason: 'not_found' })
+  })
+
+  it('answers sessions of banned and deleted users as not valid, and of a user whose ban has ended as valid', async () => {
+    t = await startTestApp({ db })
+    const banned = await db.insertSession({ userId: await db.insertUser({ bannedUntil: new Date(Date.now() + 86_400_000) }) })
+    const deleted = await db.insertSession({ userId: await db.insertUser({ deletedAt: new Date() }) })
+    const pardoned = await db.insertSession({ userId: await db.insertUser({ bannedUntil: new Date(Date.now() - 1000) }) })
+    expect((await t.validate(banned.token)).json()).toEqual({ valid: false, reason: 'user_banned' })
+    expect((await t.validate(deleted.token)).json()).toEqual({ valid: false, reason: 'user_deleted' })
+    expect((await t.validate(pardoned.token)).json()).toMatchObject({ valid: true })
+  })
+
+  it('keys the cache on the SHA-256 of the token and never stores or logs the token itself', async () => {
     t = await startTestApp({ db })
     const { token } = await db.insertSession()
     await t.validate(token)
     await t.settle()
+    await t.validate(token)
+    await t.invalidate({ token })
     const dump = await t.dump()
-    expect(Object.keys(dump)).toContain(`${t.prefix}e:${hashToken(token)}`)
-    const everything = JSON.stringify(dump)
-    expect(everything).not.toContain(token)
+    expect(Object.keys(dump)).toContain(`${t.prefix}t:tok:${hashToken(token)}`)
+    expect(JSON.stringify(dump)).not.toContain(token)
     expect(t.logs.lines.length).toBeGreaterThan(0)
     expect(t.logs.text()).not.toContain(token)
+  })
+
+  it('caps an entry’s TTL at the session’s expiry, and gives every key it writes a TTL', async () => {
+    t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '300' } })
+    const soon = await db.insertSession({ expiresInMs: 5000 })
+    const later = await db.insertSession()
+    await t.validate(soon.token)
+    await t.validate(later.token)
+    await t.settle()
+    const soonTtl = await t.redis.pttl(`${t.prefix}e:${hashToken(soon.token)}`)
+    const laterTtl = await t.redis.pttl(`${t.prefix}e:${hashToken(later.token)}`)
+    expect(soonTtl).toBeGreaterThan(0)
+    expect(soonTtl).toBeLessThanOrEqual(5000)
+    expect(laterTtl).toBeGreaterThan(290_000)
+    expect(laterTtl).toBeLessThanOrEqual(300_000)
+    for (const key of Object.keys(await t.dump())) expect(await t.redis.pttl(key), key).toBeGreaterThan(0)
+  })
+
+  it('checks a cached session’s own expiry on every hit, even while the entry is still in Redis', async () => {
+    let skewMs = 0
+    t = await startTestApp({ db, overrides: { now: () => Date.now() + skewMs } })
+    const { token, expiresAt } = await db.insertSession({ expiresInMs: 60_000 })
+    await t.validate(token)
+    await t.settle()
+    expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'redis' })
+    skewMs = expiresAt.getTime() - Date.now() + 1000
+    expect(await t.redis.exists(`${t.prefix}e:${hashToken(token)}`)).toBe(1)
+    expect((await t.validate(token)).json()).toEqual({ valid: false, reason: 'expired' })
+  })
+
+  it('when 100 requests miss on one token at once, Postgres is asked once', async () => {
+    const release = gate()
+    const store = countingStore(release.wait())
+    t = await startTestApp({ db, overrides: { wrapStore: store.wrap } })
+    const { token, sessionId } = await db.insertSession()
+    const pending = Array.from({ length: 100 }, () => t.validate(token))
+    await eventually(() => store.counter.lookups >= 1, 5000, 'first lookup')
+    // Let every request reach the cache and miss before the one Postgres read is allowed to finish.
+    await new Promise((r) => setTimeout(r, 200))
+    release.open()
+    const answers = await Promise.all(pending)
+    expect(store.counter.lookups).toBe(1)
+    for (const answer of answers) expect(answer.json()).toMatchObject({ valid: true, session: { id: sessionId } })
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body
+    expect(metrics).toMatch(/^session_single_flight_joins_total 99$/m)
+  })
+
+  it('caches an unknown token negatively: repeats make one Postgres query per negative TTL', async () => {
+    const store = countingStore()
+    t = await startTestApp({ db, env: { NEGATIVE_CACHE_TTL_SECONDS: '1' }, overrides: { wrapStore: store.wrap } })
+    for (let i = 0; i < 5; i++) {
+      expect((await t.validate('unknown-token-1')).json()).toEqual({ valid: false, reason: 'not_found' })
+      await t.settle()
+    }
+    expect(store.counter.lookups).toBe(1)
+    const ttl = await t.redis.pttl(`${t.prefix}e:${hashToken('unknown-token-1')}`)
+    expect(ttl).toBeGreaterThan(0)
+    expect(ttl).toBeLessThanOrEqual(1000)
+    await eventually(async () => (await t.redis.exists(`${t.prefix}e:${hashToken('unknown-token-1')}`)) === 0, 3000, 'negative entry expiry')
+    await t.validate('unknown-token-1')
+    expect(store.counter.lookups).toBe(2)
+  })
+
+  it('with sliding TTL on, a hit extends the entry (throttled) but never past the session’s expiry', async () => {
+    t = await startTestApp({
+      db,
+      env: { SLIDING_TTL_ENABLED: 'true', CACHE_TTL_SECONDS: '3', SLIDING_TTL_MIN_INTERVAL_SECONDS: '1' },
+    })
+    const active = await db.insertSession()
+    const ending = await db.insertSession({ expiresInMs: 2000 })
+    const key = (token: string) => `${t.prefix}e:${hashToken(token)}`
+    await t.validate(active.token)
+    await t.validate(ending.token)
+    await t.settle()
+    await new Promise((r) => setTimeout(r, 1200))
+    const before = await t.redis.pttl(key(active.token))
+    expect((await t.validate(active.token)).json()).toMatchObject({ source: 'redis' })
+    expect((await t.validate(ending.token)).json()).toMatchObject({ source: 'redis' })
+    await t.settle()
+    const after = await t.redis.pttl(key(active.token))
+    expect(before).toBeLessThan(2000)
+    expect(after).toBeGreaterThan(2500)
+    expect(await t.redis.pttl(key(ending.token))).toBeLessThanOrEqual(ending.expiresAt.getTime() - Date.now() + 50)
+  })
+
+  it('without sliding TTL, a hit leaves the entry’s TTL alone', async () => {
+    t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '3' } })
+    const { token } = await db.insertSession()
+    await t.validate(token)
+    await t.settle()
+    await new Promise((r) => setTimeout(r, 1200))
+    await t.validate(token)
+    await t.settle()
+    expect(await t.redis.pttl(`${t.prefix}e:${hashToken(token)}`)).toBeLessThan(2000)
   })
 })

@@ -1,0 +1,42 @@
+import type { SessionStore } from '../../src/domain/ports.js'
+import type { InvalidationTarget, SessionRecord } from '../../src/domain/session.js'
+
+/** In-memory SessionStore, keyed by token hash, for unit tests; the contract suite holds it to the pg adapter's rules. */
+export function createMemorySessionStore() {
+  const records = new Map<string, SessionRecord>()
+  let available = true
+  let queries = 0
+
+  const store: SessionStore = {
+    async findByTokenHash(hash) {
+      queries++
+      if (!available) throw Object.assign(new Error('store down'), { code: 'SESSION_STORE_UNAVAILABLE', statusCode: 503 })
+      return records.get(hash) ?? null
+    },
+    async revoke(target: InvalidationTarget) {
+      if (!available) throw Object.assign(new Error('store down'), { code: 'SESSION_STORE_UNAVAILABLE', statusCode: 503 })
+      let changed = 0
+      for (const [hash, r] of records) {
+        const match =
+          target.kind === 'token' ? hash === target.tokenHash : target.kind === 'session' ? r.session.id === target.sessionId : r.session.userId === target.userId
+        if (match && !r.revokedAt) {
+          r.revokedAt = new Date()
+          changed++
+        }
+      }
+      return changed
+    },
+    async ping() {
+      if (!available) throw new Error('store down')
+    },
+    async close() {},
+  }
+  return {
+    store,
+    put: (hash: string, record: SessionRecord) => records.set(hash, record),
+    setAvailable: (value: boolean) => {
+      available = value
+    },
+    queries: () => queries,
+  }
+}
