@@ -166,9 +166,18 @@ function deepFreeze<T>(value: T): T {
  */
 export function loadConfig(
   overrides: Record<string, string | undefined> = {},
-  options: { requireDatabaseUrl?: boolean; source?: Record<string, string | undefined> } = {},
+  options: {
+    requireDatabaseUrl?: boolean
+    source?: Record<string, string | undefined>
+    /** Defaults that the environment may still override (npm run dev's pretty logs, say). */
+    defaults?: Record<string, string>
+  } = {},
 ): Config {
-  const raw = { ...pickDeclared(options.source ?? process.env), ...pickDeclared(overrides) }
+  const raw = {
+    ...pickDeclared(options.defaults ?? {}),
+    ...pickDeclared(options.source ?? process.env),
+    ...pickDeclared(overrides),
+  }
   let value: unknown = Value.Default(EnvSchema, raw)
   value = Value.Convert(EnvSchema, value)
   value = Value.Clean(EnvSchema, value)

