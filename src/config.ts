@@ -51,7 +51,7 @@ export const EnvSchema = Type.Object({
   REDIS_COMMAND_TIMEOUT_MS: Int(250, 10, 30_000, 'A Redis command slower than this fails and the request reads Postgres.'),
   REDIS_CONNECT_TIMEOUT_MS: Int(1000, 50, 60_000, 'Time to open a Redis connection.'),
 
-  BREAKER_TIMEOUT_MS: Int(1000, 10, 60_000, 'Breaker timeout for one cache operation (a backstop above the command timeout).'),
+  BREAKER_TIMEOUT_MS: Int(1000, 10, 60_000, 'Breaker timeout for one cache operation, pool wait included; capped at REDIS_COMMAND_TIMEOUT_MS.'),
   BREAKER_ERROR_THRESHOLD_PERCENT: Int(70, 1, 100, 'Failure percentage that opens the breaker.'),
   BREAKER_RESET_TIMEOUT_MS: Int(15_000, 100, 600_000, 'Time open before a half-open probe.'),
   BREAKER_ROLLING_WINDOW_MS: Int(10_000, 100, 600_000, 'Window the failure percentage is computed over.'),
@@ -190,6 +190,9 @@ export function loadConfig(
   const config = toConfig(value)
   if (config.redis.poolMin > config.redis.poolMax) {
     throw new ConfigError('Invalid configuration:\n  - REDIS_POOL_MIN must not exceed REDIS_POOL_MAX')
+  }
+  if (config.http.requireKeyForValidate && config.http.apiKeys.length === 0) {
+    throw new ConfigError('Invalid configuration:\n  - REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS (otherwise /validate would stay open)')
   }
   if ((options.requireDatabaseUrl ?? true) && !config.database.url) {
     throw new ConfigError('Invalid configuration:\n  - DATABASE_URL is required (npm run dev starts an embedded Postgres instead)')

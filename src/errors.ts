@@ -32,6 +32,14 @@ export const Errors = {
 
 export type ErrorCode = InstanceType<(typeof Errors)[keyof typeof Errors]>['code']
 
+// @fastify/error sets `code` on each instance, not on the prototype, so the codes are read from one instance of each.
+const CATALOGUED_CODES: ReadonlySet<string> = new Set(Object.values(Errors).map((E) => new E().code))
+
+/** True for an error made from this catalogue: its code, status and message are already the answer. */
+export function isCatalogued(err: { code?: string }): boolean {
+  return err.code !== undefined && CATALOGUED_CODES.has(err.code)
+}
+
 /** True for errors whose meaning is "try again later" (they carry Retry-After). */
 export function isUnavailable(err: { statusCode?: number }): boolean {
   return err.statusCode === 503

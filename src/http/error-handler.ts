@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { Errors } from '../errors.js'
+import { Errors, isCatalogued } from '../errors.js'
 
 interface ValidationIssue {
   keyword: string
@@ -32,6 +32,10 @@ function fromValidation(issue: ValidationIssue | undefined, tokenMaxLength: numb
         return new Errors.TokenInvalidChars()
     }
   }
+  if ((field === 'sessionId' || field === 'userId') && (issue.keyword === 'format' || issue.keyword === 'pattern')) {
+    // One message whichever of the two keywords caught it (the pattern would otherwise be quoted back at the caller).
+    return new Errors.InvalidField(field, 'must be a UUID')
+  }
   return new Errors.InvalidField(field, issue.message ?? 'is invalid')
 }
 
@@ -48,8 +52,8 @@ export function toCatalogued(err: FastifyError, tokenMaxLength: number, bodyLimi
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? new Errors.UnsupportedMediaType() : new Errors.InvalidJson()
   }
-  const known = Object.values(Errors).some((E) => err.code === (E as unknown as { prototype: { code: string } }).prototype.code)
-  if (known) return err
+  // Thrown by a route or hook (TargetRequired, Unauthorized, StoreUnavailable...): already the answer.
+  if (isCatalogued(err)) return err
   if (err instanceof SyntaxError || (err.statusCode === 400 && err.code?.startsWith('FST_'))) return new Errors.InvalidJson()
   return new Errors.Internal()
 }
@@ -69,6 +73,8 @@ export function registerErrorHandling(app: FastifyInstance, options: ErrorHandle
       request.log.error({ err, code: answer.code }, 'request failed')
       if (statusCode === 503) reply.header('retry-after', String(options.retryAfterSeconds))
     } else {
+      // RFC 7235 §3.1: a 401 names the scheme the caller should use.
+      if (statusCode === 401) reply.header('www-authenticate', 'Bearer')
       request.log.debug({ code: answer.code }, 'request rejected')
     }
     options.counted(answer.code)

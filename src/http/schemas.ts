@@ -6,6 +6,14 @@ export const TOKEN_PATTERN = '^[\\x21-\\x7e]+$'
 export const tokenSchema = (maxLength: number) =>
   Type.String({ minLength: 1, maxLength, pattern: TOKEN_PATTERN, description: 'Opaque session token.' })
 
+/**
+ * The canonical 8-4-4-4-12 hex form only. ajv-formats' "uuid" also accepts a "urn:uuid:" prefix, which Postgres refuses
+ * (the request would end as a 503) and which would miss the cache's id index; `format` stays for the documentation.
+ */
+export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+
+const uuidSchema = (description: string) => Type.String({ format: 'uuid', pattern: UUID_PATTERN, description })
+
 export const ValidateBody = (maxLength: number) =>
   Type.Object({ token: tokenSchema(maxLength) }, { additionalProperties: false })
 
@@ -13,8 +21,8 @@ export const InvalidateBody = (maxLength: number) =>
   Type.Object(
     {
       token: Type.Optional(tokenSchema(maxLength)),
-      sessionId: Type.Optional(Type.String({ format: 'uuid' })),
-      userId: Type.Optional(Type.String({ format: 'uuid' })),
+      sessionId: Type.Optional(uuidSchema('user_sessions.id of the session to invalidate.')),
+      userId: Type.Optional(uuidSchema('users.id whose sessions are all invalidated.')),
       revoke: Type.Optional(Type.Boolean()),
     },
     { additionalProperties: false },

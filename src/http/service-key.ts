@@ -2,6 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { Errors } from '../errors.js'
 
+// The auth scheme name is case-insensitive (RFC 7235 §2.1): "bearer k" is as good as "Bearer k".
+const BEARER = /^bearer[ \t]+(.*)$/is
+
 const digest = (value: string) => createHash('sha256').update(value).digest()
 
 /**
@@ -13,7 +16,7 @@ export function serviceKeyCheck(keys: readonly string[]) {
   const digests = keys.map(digest)
   return async function requireServiceKey(request: FastifyRequest): Promise<void> {
     const header = request.headers.authorization
-    const presented = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : ''
+    const presented = (typeof header === 'string' ? BEARER.exec(header)?.[1]?.trim() : undefined) ?? ''
     const candidate = digest(presented)
     let matched = false
     for (const expected of digests) matched = timingSafeEqual(candidate, expected) || matched

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from '../../src/config.js'
+
+const load = (env: Record<string, string>, requireDatabaseUrl = true) =>
+  loadConfig(env, { source: {}, requireDatabaseUrl })
+
+describe('configuration', () => {
+  it('defaults to the audit’s settings', () => {
+    const config = load({ DATABASE_URL: 'postgres://db/x' })
+    expect(config.cache.ttlSeconds).toBe(300)
+    expect(config.redis).toMatchObject({ poolMin: 2, poolMax: 10, url: 'redis://127.0.0.1:6379' })
+    expect(config.breaker).toEqual({
+      timeoutMs: 1000,
+      errorThresholdPercentage: 70,
+      resetTimeoutMs: 15_000,
+      rollingCountTimeoutMs: 10_000,
+      volumeThreshold: 10,
+    })
+    expect(config.database.schema).toBe('platform')
+    expect(config.port).toBe(3000)
+    expect(Object.isFrozen(config.cache)).toBe(true)
+  })
+
+  it('converts strings from the environment to typed values', () => {
+    const config = load({ DATABASE_URL: 'postgres://db/x', PORT: '8080', SLIDING_TTL_ENABLED: 'true', SERVICE_API_KEYS: ' a , b,,c ' })
+    expect(config.port).toBe(8080)
+    expect(config.cache.slidingTtl).toBe(true)
+    expect(config.http.apiKeys).toEqual(['a', 'b', 'c'])
+  })
+
+  it('treats an empty value as unset', () => {
+    expect(load({ DATABASE_URL: 'postgres://db/x', PORT: '', SERVICE_API_KEYS: '' }).port).toBe(3000)
+  })
+
+  it.each([
+    [{ PORT: 'eighty' }, /PORT must be integer \(got "eighty"\)/],
+    [{ CACHE_TTL_SECONDS: '0' }, /CACHE_TTL_SECONDS must be >= 1/],
+    [{ DATABASE_SCHEMA: 'Robert"; DROP' }, /DATABASE_SCHEMA must match pattern/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ REDIS_POOL_MIN: '5', REDIS_POOL_MAX: '2' }, /REDIS_POOL_MIN must not exceed REDIS_POOL_MAX/],
+    [{ REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, /REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS/],
+  ])('refuses %j with a clear message', (env, message) => {
+    expect(() => load({ DATABASE_URL: 'postgres://db/x', ...env })).toThrow(message)
+  })
+
+  it('requires DATABASE_URL unless the dev launcher says it will provide one', () => {
+    expect(() => load({})).toThrow(ConfigError)
+    expect(() => load({})).toThrow(/DATABASE_URL is required/)
+    expect(load({}, false).database.url).toBeUndefined()
+  })
+
+  it('lets overrides win over the environment, and the environment over launcher defaults', () => {
+    const config = loadConfig({ PORT: '3001' }, { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x' }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } })
+    expect(config.port).toBe(3001)
+    expect(config.log).toEqual({ level: 'warn', pretty: true })
+  })
+})
