@@ -4,7 +4,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import pino, { type DestinationStream } from 'pino'
 import { defineCacheScripts, createRedisSessionCache, type GuardedRunner } from './cache/redis-session-cache.js'
+import { startInvalidationFeed } from './cache/invalidation-feed.js'
 import { keyScheme } from './cache/keys.js'
+import { createLocalSessionCache } from './cache/local-session-cache.js'
 import type { Config } from './config.js'
 import type { SessionCache, SessionStore } from './domain/ports.js'
 import { healthReport } from './health/report.js'
@@ -14,6 +16,7 @@ import { invalidateRoute } from './http/routes/invalidate.js'
 import { metricsRoute } from './http/routes/metrics.js'
 import { validateRoute } from './http/routes/validate.js'
 import { serviceKeyCheck } from './http/service-key.js'
+import { closeRedisClient, createRedisClient } from './redis/client.js'
 import { createGuardedRunner } from './redis/guarded-runner.js'
 import { closeRedisPool, createRedisPool, poolStats } from './redis/pool.js'
 import { createBackgroundWrites } from './service/background-writes.js'
@@ -72,7 +75,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     defineCacheScripts,
   )
   const metrics = createMetrics({ redisPool: () => poolStats(redisPool) })
-  const breaker = createGuardedRunner(redisPool, config.breaker, log, {
+  // The breaker's per-call timer is what holds a request to the command timeout. ioredis starts its own command
+  // timer only when the command is written, and autopipelining holds a command back until the previous pipeline has
+  // its replies: against a slow Redis a read would otherwise wait up to twice the command timeout.
+  const breakerOptions = { ...config.breaker, timeoutMs: Math.min(config.breaker.timeoutMs, config.redis.commandTimeoutMs) }
+  const breaker = createGuardedRunner(redisPool, breakerOptions, log, {
     commandDone: metrics.redisCommandDone,
     breakerEvent: metrics.breakerEvent,
   })
@@ -82,6 +89,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   const tombstoneTtlMs = config.cache.tombstoneTtlSeconds * 1000
   const baseCache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs)
   const cache = overrides.wrapCache ? overrides.wrapCache(baseCache) : baseCache
+  // The L1 tier and the subscriber that keeps it coherent exist only when it is turned on.
+  const local = config.cache.localTtlMs > 0 ? createLocalSessionCache(config.cache.localMaxEntries) : undefined
+  const subscriber = local ? createRedisClient(config.redis, log) : undefined
+  if (local && subscriber) startInvalidationFeed(subscriber, keys.invalidationChannel, local, log)
 
   // --- service
   const writes = createBackgroundWrites(
@@ -91,6 +102,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   )
   const validator = createValidator({
     cache,
+    local,
     cacheAvailable: () => !breaker.opened,
     store,
     writes,
@@ -104,10 +116,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       fillDeadlineMs: tombstoneTtlMs / 2,
       slidingTtl: config.cache.slidingTtl,
       slidingMinIntervalMs: config.cache.slidingMinIntervalSeconds * 1000,
+      localTtlMs: config.cache.localTtlMs,
     },
   })
   const invalidator = createInvalidator({
     cache,
+    local,
     store,
     writes,
     observer: metrics.observer,
@@ -135,8 +149,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   })
   // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
   app.removeContentTypeParser('text/plain')
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback style rather than async: no promise per request on the hot path.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
   if (logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', async (request, reply) => {
@@ -171,6 +187,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     // Writes already started (fills, invalidation retries) finish or give up before their connections close.
     await Promise.race([writes.settle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     breaker.shutdown()
+    if (subscriber) await closeRedisClient(subscriber)
     await closeRedisPool(redisPool)
     await pgPool.end()
   })
@@ -180,7 +197,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       draining = true
     },
-    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, config },
+    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config },
   })
 }
 

@@ -65,6 +65,15 @@ export const EnvSchema = Type.Object({
   SLIDING_TTL_ENABLED: Bool(false, 'Extend a cached session on access (never past expires_at).'),
   SLIDING_TTL_MIN_INTERVAL_SECONDS: Int(60, 1, 86_400, 'At most one extension per session per interval.'),
 
+  L1_CACHE_TTL_MS: Int(
+    0,
+    0,
+    60_000,
+    'In-process L1 tier in front of Redis; 0 turns it off. Kept coherent across instances by Redis pub/sub, but another ' +
+      'instance may still answer from its L1 for the moment the message takes to arrive: see docs/architecture.md.',
+  ),
+  L1_CACHE_MAX_ENTRIES: Int(10_000, 100, 1_000_000, 'Most answers the L1 tier holds (least recently used go first).'),
+
   TOKEN_MAX_LENGTH: Int(512, 16, 8192, 'Longest accepted token.'),
   BODY_LIMIT_BYTES: Int(4096, 256, 1_048_576, 'Largest accepted request body.'),
   SERVICE_API_KEYS: Type.Optional(
@@ -125,6 +134,8 @@ function toConfig(env: Env) {
       writeRetryBaseMs: env.CACHE_WRITE_RETRY_BASE_MS,
       slidingTtl: env.SLIDING_TTL_ENABLED,
       slidingMinIntervalSeconds: env.SLIDING_TTL_MIN_INTERVAL_SECONDS,
+      localTtlMs: env.L1_CACHE_TTL_MS,
+      localMaxEntries: env.L1_CACHE_MAX_ENTRIES,
     },
     http: {
       tokenMaxLength: env.TOKEN_MAX_LENGTH,

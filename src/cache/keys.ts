@@ -6,6 +6,7 @@
  *   <p>t:tok:<hash>    tombstones: while one lives, no cache fill for that token, session or user may land
  *   <p>t:sid:<id>
  *   <p>t:uid:<id>
+ *   <p>invalidations  pub/sub channel: `<kind>:<id>` for every invalidation (keeps L1 tiers coherent)
  * The Lua scripts build the same names from the prefix (see scripts.ts); keep the two in step.
  */
 export function keyScheme(prefix: string) {
@@ -17,6 +18,8 @@ export function keyScheme(prefix: string) {
     tokenTombstone: (tokenHash: string) => `${prefix}t:tok:${tokenHash}`,
     sessionTombstone: (sessionId: string) => `${prefix}t:sid:${sessionId}`,
     userTombstone: (userId: string) => `${prefix}t:uid:${userId}`,
+    /** Pub/sub channel on which every invalidation is announced, for the instances' L1 tiers. */
+    invalidationChannel: `${prefix}invalidations`,
   }
 }
 

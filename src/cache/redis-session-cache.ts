@@ -9,7 +9,7 @@ import { EXTEND, FILL, INVALIDATE } from './scripts.js'
 interface ScriptedClient extends Redis {
   sscFill(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>
   sscExtend(entry: string, userIndex: string, sessionIndex: string, ttlMs: number): Promise<number>
-  sscInvalidate(prefix: string, ttlMs: number, kind: string, id: string): Promise<number>
+  sscInvalidate(prefix: string, ttlMs: number, kind: string, id: string, channel: string): Promise<number>
 }
 
 /** Registers this cache's scripts on a new connection (the pool calls it for each one it opens). */
@@ -28,8 +28,8 @@ const fillOp = (client: Redis, numKeys: number, ...rest: (string | number)[]) =>
   (client as ScriptedClient).sscFill(numKeys, ...rest)
 const extendOp = (client: Redis, entry: string, userIndex: string, sessionIndex: string, ttlMs: number) =>
   (client as ScriptedClient).sscExtend(entry, userIndex, sessionIndex, ttlMs)
-const invalidateOp = (client: Redis, prefix: string, ttlMs: number, kind: string, id: string) =>
-  (client as ScriptedClient).sscInvalidate(prefix, ttlMs, kind, id)
+const invalidateOp = (client: Redis, prefix: string, ttlMs: number, kind: string, id: string, channel: string) =>
+  (client as ScriptedClient).sscInvalidate(prefix, ttlMs, kind, id, channel)
 
 const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
 
@@ -79,7 +79,14 @@ export function createRedisSessionCache(runner: GuardedRunner, keys: KeyScheme, 
 
     async invalidate(target: InvalidationTarget) {
       const id = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
-      return (await run(invalidateOp as CacheOp, keys.prefix, tombstoneTtlMs, KIND_CODE[target.kind], id)) as number
+      return (await run(
+        invalidateOp as CacheOp,
+        keys.prefix,
+        tombstoneTtlMs,
+        KIND_CODE[target.kind],
+        id,
+        keys.invalidationChannel,
+      )) as number
     },
 
     async close() {

@@ -35,9 +35,10 @@ return 1
 `
 
 /**
- * ARGV: prefix, tombstoneTtlMs, kind ('tok' | 'sid' | 'uid'), id (a token hash, session id or user id).
- * Removes every cached entry of the target with its index entries, and leaves tombstones for the target and for each
- * token hash it found. Returns the number of entries removed.
+ * ARGV: prefix, tombstoneTtlMs, kind ('tok' | 'sid' | 'uid'), id (a token hash, session id or user id), channel.
+ * Removes every cached entry of the target with its index entries, leaves tombstones for the target and for each
+ * token hash it found, and publishes `<kind>:<id>` on the channel for every instance's L1 tier, in the same atomic
+ * step. Returns the number of entries removed.
  */
 export const INVALIDATE = `
 local p, ttl, kind, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -67,5 +68,6 @@ end
 if kind ~= 'tok' then redis.call('SET', p .. 't:' .. kind .. ':' .. id, '1', 'PX', ttl) end
 if kind == 'sid' then redis.call('DEL', p .. 'sid:' .. id) end
 if kind == 'uid' then redis.call('DEL', p .. 'u:' .. id) end
+redis.call('PUBLISH', ARGV[5], kind .. ':' .. id)
 return removed
 `

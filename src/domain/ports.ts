@@ -26,3 +26,16 @@ export interface SessionCache {
   invalidate(target: InvalidationTarget): Promise<number>
   close(): Promise<void>
 }
+
+/**
+ * An in-process tier in front of the SessionCache. Synchronous, so a hit costs no promise and no round trip. Kept
+ * coherent by an invalidation feed: every invalidation (here or on another instance) evicts, and bumps a generation
+ * so that a lookup that started before it cannot put its (possibly stale) answer back.
+ */
+export interface LocalCache {
+  generation(): number
+  get(tokenHash: string): SessionAnswer | undefined
+  /** Stores the answer unless an invalidation was seen since `generation` was read, or the tier is suspended. */
+  set(tokenHash: string, answer: SessionAnswer, ttlMs: number, generation: number): void
+  evict(target: InvalidationTarget): void
+}

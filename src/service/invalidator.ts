@@ -1,4 +1,4 @@
-import type { SessionCache, SessionStore } from '../domain/ports.js'
+import type { LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
 import type { InvalidationTarget } from '../domain/session.js'
 import { Errors } from '../errors.js'
 import type { BackgroundWrites } from './background-writes.js'
@@ -6,6 +6,7 @@ import type { Log, ServiceObserver } from './observer.js'
 
 export interface InvalidatorDeps {
   cache: SessionCache
+  local?: LocalCache
   store: SessionStore
   writes: BackgroundWrites
   observer: ServiceObserver
@@ -28,6 +29,8 @@ export function createInvalidator(deps: InvalidatorDeps) {
 
   async function invalidate(target: InvalidationTarget, revoke: boolean): Promise<InvalidationResult> {
     const revoked = revoke ? await store.revoke(target) : 0
+    // This instance's L1 first, synchronously; other instances hear it from the script's publication.
+    deps.local?.evict(target)
     let invalidated: number
     try {
       invalidated = await cache.invalidate(target)

@@ -1,4 +1,4 @@
-import type { SessionCache, SessionStore } from '../domain/ports.js'
+import type { LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
 import type { AnswerSource, SessionAnswer } from '../domain/session.js'
 import { judge, stillValid } from '../domain/verdict.js'
 import { GiveUp, type BackgroundWrites } from './background-writes.js'
@@ -11,10 +11,14 @@ export interface ValidatorOptions {
   fillDeadlineMs: number
   slidingTtl: boolean
   slidingMinIntervalMs: number
+  /** Life of an answer in the L1 tier (when there is one). */
+  localTtlMs: number
 }
 
 export interface ValidatorDeps {
   cache: SessionCache
+  /** The optional L1 tier, consulted before Redis. */
+  local?: LocalCache
   /** False while the cache is known to be unusable (breaker open): no fills are attempted. */
   cacheAvailable: () => boolean
   store: SessionStore
@@ -31,18 +35,23 @@ export type Validation = SessionAnswer & { source: AnswerSource }
 const SLIDE_MEMORY_LIMIT = 50_000
 
 /**
- * Cache-aside: Redis → Postgres → fill Redis in the background. A cache failure is a miss, never an answer; a store
- * failure propagates (the route turns it into a 503), never into valid:false.
+ * Cache-aside: [L1 →] Redis → Postgres → fill Redis in the background. A cache failure is a miss, never an answer; a
+ * store failure propagates (the route turns it into a 503), never into valid:false.
  */
 export function createValidator(deps: ValidatorDeps) {
-  const { cache, store, writes, observer, options } = deps
+  const { cache, local, store, writes, observer, options } = deps
   const now = deps.now ?? Date.now
   const flights = new Map<string, Promise<SessionAnswer>>()
   const lastSlide = new Map<string, number>()
 
-  function ttlFor(answer: SessionAnswer, at: number): number {
-    if (!answer.valid) return options.negativeTtlMs
-    return Math.min(options.ttlMs, answer.entry.expiresAtMs - at)
+  function ttlFor(answer: SessionAnswer, at: number, ceilingMs = options.ttlMs): number {
+    if (!answer.valid) return Math.min(options.negativeTtlMs, ceilingMs)
+    return Math.min(ceilingMs, answer.entry.expiresAtMs - at)
+  }
+
+  /** `generation` was read before the answer was looked up, so an invalidation seen since keeps it out of L1. */
+  function keepLocally(tokenHash: string, answer: SessionAnswer, generation: number): void {
+    local?.set(tokenHash, answer, ttlFor(answer, now(), options.localTtlMs), generation)
   }
 
   function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): void {
@@ -83,9 +92,11 @@ export function createValidator(deps: ValidatorDeps) {
     }
     const flight = (async () => {
       const startedAt = now()
+      const generation = local?.generation() ?? 0
       const record = await store.findByTokenHash(tokenHash)
       const answer = judge(record, now())
       scheduleFill(tokenHash, answer, startedAt)
+      keepLocally(tokenHash, answer, generation)
       return answer
     })()
     flights.set(tokenHash, flight)
@@ -98,6 +109,16 @@ export function createValidator(deps: ValidatorDeps) {
 
   async function validate(tokenHash: string): Promise<Validation> {
     const started = performance.now()
+    if (local) {
+      const kept = local.get(tokenHash)
+      if (kept) {
+        const answer = stillValid(kept, now())
+        observer.cacheLookup('hit')
+        observer.validated('l1', answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
+        return { ...answer, source: 'l1' }
+      }
+    }
+    const generation = local?.generation() ?? 0
     let cached: SessionAnswer | null = null
     try {
       cached = await cache.get(tokenHash)
@@ -114,6 +135,7 @@ export function createValidator(deps: ValidatorDeps) {
       answer = stillValid(cached, at)
       source = 'redis'
       if (options.slidingTtl && answer.valid) maybeSlide(tokenHash, answer, at)
+      keepLocally(tokenHash, answer, generation)
     } else {
       answer = await readStore(tokenHash)
       source = 'postgres'

@@ -1,0 +1,373 @@
+/**
+ * npm run bench: measures, in one run on this machine, the framework's ceiling (a bare Fastify route), the no-cache
+ * baseline (Postgres only), a lean Redis path, and the service on its hit path, miss path and with Redis down; then
+ * reports requests/s and latency percentiles with ratios against the baselines, plus Redis bytes per cached session,
+ * and writes the table to BENCHMARKS.md. Machines are shared and noisy: scenarios are interleaved over several rounds
+ * and the median round is reported, so only ratios within one run mean anything.
+ *
+ * Load comes from wrk (Debian package `wrk`; as root it is installed when missing), like DESIGN.md's figures.
+ * Every target listens on 127.0.0.1 and every run is bounded by its duration.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import pg from 'pg'
+import { hashToken } from '../../src/domain/token.js'
+import { migrate } from '../../src/store/migrate.js'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '../..')
+const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]))
+const DURATION_S = Number(args.get('duration') ?? 8)
+const ROUNDS = Number(args.get('rounds') ?? 3)
+const CONNECTIONS = Number(args.get('connections') ?? 50)
+const SESSIONS = Number(args.get('sessions') ?? 2000)
+const DATABASE_URL = args.get('database-url') ?? 'postgres://postgres@127.0.0.1:5432/test'
+const REDIS_URL = args.get('redis-url') ?? 'redis://127.0.0.1:6379'
+/** --profile=<scenario name> writes a V8 CPU profile of that target to bench-profiles/. */
+const PROFILE = args.get('profile')
+const ONLY = args.get('only')?.split(',')
+
+const say = (line: string) => process.stdout.write(`${line}\n`)
+
+interface Scenario {
+  name: string
+  target: 'bare' | 'lean-redis' | 'pg-only' | 'service'
+  tokens: 'valid' | 'unique'
+  env?: Record<string, string>
+  warm?: boolean
+  about: string
+}
+
+interface Result {
+  requests: number
+  durationUs: number
+  connectErrors: number
+  readErrors: number
+  writeErrors: number
+  statusErrors: number
+  timeouts: number
+  /** Service CPU time per request, in µs: far less sensitive to a noisy neighbour than requests/s. */
+  cpuUsPerRequest?: number
+  p50: number
+  p95: number
+  p99: number
+  p999: number
+  max: number
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+function ensureWrk(): void {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' })
+    return
+  } catch (err) {
+    // wrk prints its usage and exits 1 on --version; a missing binary throws ENOENT.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return
+  }
+  if (process.getuid?.() !== 0) throw new Error('wrk is not installed: apt-get install wrk')
+  say('installing wrk (Debian package)…')
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' })
+  execFileSync('apt-get', ['install', '-y', '-qq', 'wrk'], { stdio: 'inherit' })
+}
+
+async function seed(schema: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: DATABASE_URL })
+  await client.connect()
+  try {
+    await migrate(client, schema)
+    const tokens = Array.from({ length: SESSIONS }, () => `bench_${randomBytes(24).toString('base64url')}`)
+    const userIds = tokens.map(() => randomUUID())
+    await client.query(
+      `INSERT INTO "${schema}".users (id, email, first_name, last_name, username)
+       SELECT id, 'bench-' || id || '@example.test', 'Ada', 'Lovelace', 'ada' FROM unnest($1::uuid[]) AS id`,
+      [userIds],
+    )
+    await client.query(
+      `INSERT INTO "${schema}".user_sessions (user_id, token, expires_at)
+       SELECT id, hash, now() + interval '1 day' FROM unnest($1::uuid[], $2::text[]) AS t(id, hash)`,
+      [userIds, tokens.map(hashToken)],
+    )
+    return tokens
+  } finally {
+    await client.end()
+  }
+}
+
+async function startTarget(scenario: Scenario, port: number, env: Record<string, string>): Promise<ChildProcess> {
+  const profiling = PROFILE === scenario.name ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'bench-profiles')}`] : []
+  const child = spawn(process.execPath, [...profiling, '--import', 'tsx', path.join(here, 'target.ts'), scenario.target], {
+    cwd: root,
+    env: { ...process.env, ...env, ...scenario.env, PORT: String(port), NODE_ENV: 'production' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${scenario.name}: target did not start in 30 s`)), 30_000)
+    let out = ''
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString()
+      if (out.includes('READY')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`${scenario.name}: target exited with ${code}`))
+    })
+  })
+  child.stdout!.resume()
+  return child
+}
+
+async function stopTarget(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+async function warm(port: number, tokens: string[]): Promise<void> {
+  for (let i = 0; i < tokens.length; i += 50) {
+    await Promise.all(
+      tokens.slice(i, i + 50).map((token) =>
+        fetch(`http://127.0.0.1:${port}/validate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token }),
+        }).then((r) => r.arrayBuffer()),
+      ),
+    )
+  }
+  await new Promise((r) => setTimeout(r, 500))
+}
+
+function runWrk(port: number, mode: 'tokens' | 'unique', tokensFile: string, seconds: number): Result {
+  const output = execFileSync(
+    'wrk',
+    ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(here, 'wrk-validate.lua'), `http://127.0.0.1:${port}/validate`, '--', mode],
+    { env: { ...process.env, TOKENS_FILE: tokensFile }, encoding: 'utf8', timeout: (seconds + 30) * 1000 },
+  )
+  const line = output.split('\n').find((l) => l.startsWith('RESULT '))
+  if (!line) throw new Error(`wrk printed no result:\n${output}`)
+  return JSON.parse(line.slice(7)) as Result
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
+function cpuSeconds(pid: number | undefined): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return null
+  }
+}
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
+const rps = (r: Result) => r.requests / (r.durationUs / 1e6)
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+/** The service's own hit and miss counters, so a run shows it measured the path it claims to. */
+async function cacheCounters(port: number): Promise<string> {
+  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1] ?? NaN)
+  return `  (hits ${read('session_cache_hits_total')}, misses ${read('session_cache_misses_total')})`
+}
+
+async function redisBytesPerSession(prefix: string, tokens: string[]) {
+  const redis = new Redis(REDIS_URL)
+  try {
+    const sample = tokens.slice(0, 200)
+    let entry = 0
+    let index = 0
+    let counted = 0
+    for (const token of sample) {
+      const hash = hashToken(token)
+      const entryBytes = await redis.memory('USAGE', `${prefix}e:${hash}`)
+      const value = await redis.get(`${prefix}e:${hash}`)
+      if (entryBytes === null || value === null) continue
+      const sid = (JSON.parse(value) as { sid: string; uid: string }).sid
+      const uid = (JSON.parse(value) as { sid: string; uid: string }).uid
+      entry += entryBytes
+      index += ((await redis.memory('USAGE', `${prefix}sid:${sid}`)) ?? 0) + ((await redis.memory('USAGE', `${prefix}u:${uid}`)) ?? 0)
+      counted++
+    }
+    return counted === 0 ? null : { entry: Math.round(entry / counted), indexes: Math.round(index / counted), sampled: counted }
+  } finally {
+    redis.disconnect()
+  }
+}
+
+async function cleanup(schema: string, prefix: string) {
+  const client = new pg.Client({ connectionString: DATABASE_URL })
+  await client.connect()
+  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+  await client.end()
+  const redis = new Redis(REDIS_URL)
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+    if (keys.length > 0) await redis.del(...keys)
+    cursor = next
+  } while (cursor !== '0')
+  redis.disconnect()
+}
+
+async function main() {
+  ensureWrk()
+  const schema = `ssc_bench_${randomBytes(4).toString('hex')}`
+  const prefix = `ssc-bench-${randomBytes(4).toString('hex')}:`
+  const closedRedisPort = await freePort()
+  const scenarios: Scenario[] = [
+    { name: 'bare route', target: 'bare', tokens: 'valid', about: 'Fastify, same schemas, constant answer' },
+    { name: 'postgres only', target: 'pg-only', tokens: 'valid', about: 'full service, cache never hits' },
+    { name: 'lean redis', target: 'lean-redis', tokens: 'valid', warm: true, about: 'SHA-256 + one autopipelined GET, nothing else' },
+    { name: 'service: hit', target: 'service', tokens: 'valid', warm: true, about: 'pool + breaker + metrics + logs at info' },
+    {
+      name: 'service: hit, L1 on',
+      target: 'service',
+      tokens: 'valid',
+      warm: true,
+      env: { L1_CACHE_TTL_MS: '1000' },
+      about: 'as above with the in-process L1 tier (1 s), pub/sub coherent',
+    },
+    { name: 'service: miss', target: 'service', tokens: 'unique', about: 'unknown token every time: GET, Postgres, negative fill' },
+    {
+      name: 'service: redis down',
+      target: 'service',
+      tokens: 'valid',
+      env: { REDIS_URL: `redis://127.0.0.1:${closedRedisPort}` },
+      about: 'breaker open, every answer from Postgres',
+    },
+  ]
+
+  if (ONLY) scenarios.splice(0, scenarios.length, ...scenarios.filter((s) => ONLY.includes(s.target) || ONLY.includes(s.name)))
+  say(`bench: ${SESSIONS} sessions, ${CONNECTIONS} connections, ${DURATION_S}s per scenario, ${ROUNDS} rounds`)
+  say('seeding Postgres…')
+  const tokens = await seed(schema)
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ssc-bench-'))
+  const tokensFile = path.join(dir, 'tokens.txt')
+  writeFileSync(tokensFile, tokens.join('\n'))
+  const env = {
+    DATABASE_URL,
+    DATABASE_SCHEMA: schema,
+    REDIS_URL,
+    REDIS_KEY_PREFIX: prefix,
+    LOG_LEVEL: 'info',
+    NEGATIVE_CACHE_TTL_SECONDS: '10',
+  }
+
+  const results = new Map<string, Result[]>(scenarios.map((s) => [s.name, []]))
+  let bytes: Awaited<ReturnType<typeof redisBytesPerSession>> = null
+  try {
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const scenario of scenarios) {
+        const port = await freePort()
+        const child = await startTarget(scenario, port, env)
+        try {
+          if (scenario.warm) await warm(port, tokens)
+          runWrk(port, scenario.tokens === 'valid' ? 'tokens' : 'unique', tokensFile, 1) // JIT and pools warm-up
+          const cpuBefore = cpuSeconds(child.pid)
+          const result = runWrk(port, scenario.tokens === 'valid' ? 'tokens' : 'unique', tokensFile, DURATION_S)
+          const cpuAfter = cpuSeconds(child.pid)
+          if (cpuBefore !== null && cpuAfter !== null) result.cpuUsPerRequest = ((cpuAfter - cpuBefore) * 1e6) / result.requests
+          results.get(scenario.name)!.push(result)
+          const counters = scenario.target === 'service' ? await cacheCounters(port) : ''
+          const errors = result.connectErrors + result.readErrors + result.writeErrors + result.statusErrors + result.timeouts
+          say(
+            `round ${round}/${ROUNDS}  ${scenario.name.padEnd(20)} ${rps(result).toFixed(0).padStart(7)} req/s  ` +
+              `p50 ${(result.p50 / 1000).toFixed(2)} ms  p99 ${(result.p99 / 1000).toFixed(2)} ms  ` +
+              `cpu ${result.cpuUsPerRequest?.toFixed(1) ?? '?'} µs/req  errors ${errors}${counters}`,
+          )
+        } finally {
+          await stopTarget(child)
+        }
+      }
+    }
+    bytes = await redisBytesPerSession(prefix, tokens)
+  } finally {
+    await cleanup(schema, prefix)
+  }
+
+  const summary = scenarios.map((s) => {
+    const runs = results.get(s.name)!
+    const rates = runs.map(rps)
+    const med = median(rates)
+    const chosen = runs[rates.indexOf(med)]!
+    return { scenario: s, rps: med, result: chosen, errors: runs.reduce((n, r) => n + r.statusErrors + r.timeouts + r.connectErrors + r.readErrors + r.writeErrors, 0) }
+  })
+  const bare = summary.find((s) => s.scenario.target === 'bare')
+  const pgOnly = summary.find((s) => s.scenario.target === 'pg-only')
+  const hit = summary.find((s) => s.scenario.name === 'service: hit')
+  if (!bare || !pgOnly || !hit) {
+    say('(--only run: the baselines were not all measured, so BENCHMARKS.md is left as it was)')
+    return
+  }
+  const ms = (us: number) => (us / 1000).toFixed(3)
+  const cpu = (s: (typeof summary)[number]) => {
+    const values = results.get(s.scenario.name)!.map((r) => r.cpuUsPerRequest).filter((v): v is number => v !== undefined)
+    return values.length === 0 ? '?' : median(values).toFixed(1)
+  }
+  const rows = summary.map(
+    (s) =>
+      `| ${s.scenario.name} | ${s.rps.toFixed(0)} | ${ms(s.result.p50)} | ${ms(s.result.p95)} | ${ms(s.result.p99)} | ${ms(s.result.p999)} | ` +
+      `${(s.rps / bare.rps).toFixed(2)}× | ${(s.result.p99 / bare.result.p99).toFixed(2)}× | ${(s.rps / pgOnly.rps).toFixed(2)}× | ` +
+      `${cpu(s)} | ${s.errors} | ${s.scenario.about} |`,
+  )
+  const cpuModel = os.cpus()[0]?.model ?? 'unknown cpu'
+  const redisVersion = await (async () => {
+    const r = new Redis(REDIS_URL)
+    const info = await r.info('server')
+    r.disconnect()
+    return /redis_version:(\S+)/.exec(info)?.[1] ?? '?'
+  })()
+  const table = [
+    `# Benchmarks`,
+    ``,
+    `Generated by \`npm run bench\` on ${new Date().toISOString()}. Rerun it to refresh this file; compare ratios, not absolute numbers.`,
+    ``,
+    `Machine: ${os.cpus().length} × ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, Redis ${redisVersion}.`,
+    `Load: wrk, 1 thread, ${CONNECTIONS} connections, ${DURATION_S} s per scenario after a 1 s warm-up, ${ROUNDS} interleaved rounds, median round shown;`,
+    `${SESSIONS} seeded sessions, requests cycle through them. Load generator, service, Redis and Postgres share the same cores.`,
+    ``,
+    `| scenario | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | × bare req/s | × bare p99 | × postgres-only req/s | service CPU µs/req | errors | what runs |`,
+    `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`,
+    ...rows,
+    ``,
+    `DESIGN.md target for the hit path: ≥ 0.85× the bare route's req/s and p99 ≤ 1.5× the bare route's. This run: ` +
+      `${(hit.rps / bare.rps).toFixed(2)}× req/s, ${(hit.result.p99 / bare.result.p99).toFixed(2)}× p99 — ` +
+      `${hit.rps / bare.rps >= 0.85 && hit.result.p99 / bare.result.p99 <= 1.5 ? 'met' : 'not met'}.`,
+    ``,
+    `Redis memory per cached session (MEMORY USAGE, mean of ${bytes?.sampled ?? 0} sessions): entry ${bytes?.entry ?? '?'} B, ` +
+      `indexes (session id key + user set) ${bytes?.indexes ?? '?'} B, total ${bytes ? bytes.entry + bytes.indexes : '?'} B ` +
+      `→ about ${bytes ? Math.floor(2 ** 30 / (bytes.entry + bytes.indexes)).toLocaleString('en') : '?'} sessions per GiB before allocator overhead.`,
+    ``,
+  ].join('\n')
+  writeFileSync(path.join(root, 'BENCHMARKS.md'), table)
+  say('\n' + table)
+}
+
+await main()

@@ -1,0 +1,73 @@
+/**
+ * One benchmark target, run as its own process so it has the event loop to itself:
+ *   bare        Fastify, same schemas, a constant valid answer (the framework's ceiling)
+ *   lean-redis  Fastify + SHA-256 + one autopipelined ioredis GET, no pool/breaker/metrics (the DESIGN's lean path)
+ *   pg-only     the full service with a cache that never hits (the no-cache baseline)
+ *   service     the full service (pool, breaker, metrics, logging at the default level)
+ * Configuration comes from the environment, through loadConfig like the real server.
+ */
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { buildApp } from '../../src/app.js'
+import { decodeAnswer } from '../../src/cache/codec.js'
+import { keyScheme } from '../../src/cache/keys.js'
+import { loadConfig } from '../../src/config.js'
+import type { SessionCache } from '../../src/domain/ports.js'
+import { hashToken } from '../../src/domain/token.js'
+import { ValidateBody, ValidateResponse } from '../../src/http/schemas.js'
+
+const mode = process.argv[2] ?? 'service'
+const config = loadConfig()
+
+const constantAnswer = {
+  valid: true,
+  session: {
+    id: '6f1c7a52-64d7-4c1e-9d8e-0a4f2b1c9e77',
+    userId: '0c3b9f4e-2a71-4d36-8f0e-5b6a7c8d9e10',
+    createdAt: '2026-11-25T10:00:00.000Z',
+    expiresAt: '2026-11-26T10:00:00.000Z',
+    lastActivityAt: '2026-11-25T10:00:00.000Z',
+  },
+  user: { id: '0c3b9f4e-2a71-4d36-8f0e-5b6a7c8d9e10', email: 'ada@example.test', firstName: 'Ada', lastName: 'Lovelace', username: 'ada' },
+  source: 'redis',
+} as const
+
+async function bare() {
+  const app = Fastify({ logger: false })
+  app.post('/validate', { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse } } }, async () => constantAnswer)
+  return app
+}
+
+async function leanRedis() {
+  const app = Fastify({ logger: false })
+  const redis = new Redis(config.redis.url, { enableAutoPipelining: true })
+  const keys = keyScheme(config.redis.keyPrefix)
+  app.post('/validate', { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse } } }, async (request) => {
+    const raw = await redis.get(keys.entry(hashToken((request.body as { token: string }).token)))
+    const answer = raw ? decodeAnswer(raw) : null
+    if (answer?.valid) return { valid: true, session: answer.entry.session, user: answer.entry.user, source: 'redis' }
+    return { valid: false, reason: 'not_found' }
+  })
+  app.addHook('onClose', async () => redis.disconnect())
+  return app
+}
+
+const neverHits = (cache: SessionCache): SessionCache => ({
+  ...cache,
+  get: async () => null,
+  fill: async () => 'written',
+  extend: async () => undefined,
+})
+
+const app =
+  mode === 'bare' ? await bare()
+  : mode === 'lean-redis' ? await leanRedis()
+  : await buildApp(config, mode === 'pg-only' ? { wrapCache: neverHits } : {})
+
+await app.listen({ host: '127.0.0.1', port: config.port })
+process.stdout.write(`READY ${mode}\n`)
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    void app.close().then(() => process.exit(0))
+  })
+}

@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis'
+import type { InvalidationTarget } from '../domain/session.js'
+import type { Log } from '../service/observer.js'
+import type { LocalSessionCache } from './local-session-cache.js'
+
+const KINDS = { tok: 'token', sid: 'session', uid: 'user' } as const
+
+/** Messages are `<kind>:<id>` (tok:<hash>, sid:<uuid>, uid:<uuid>), published by the invalidation script itself. */
+export function parseInvalidation(message: string): InvalidationTarget | null {
+  const at = message.indexOf(':')
+  const kind = KINDS[message.slice(0, at) as keyof typeof KINDS]
+  const id = message.slice(at + 1)
+  if (!kind || id.length === 0) return null
+  if (kind === 'token') return { kind, tokenHash: id }
+  return kind === 'session' ? { kind, sessionId: id } : { kind, userId: id }
+}
+
+/**
+ * Keeps the L1 tier coherent across instances: a dedicated subscriber connection evicts what any instance
+ * invalidates. The tier answers only while the subscription is live; on any loss it is emptied and suspended, and it
+ * resumes (empty) once subscribed again.
+ */
+export function startInvalidationFeed(subscriber: Redis, channel: string, local: LocalSessionCache, log: Log) {
+  const lose = (why: string) => {
+    if (local.active) log.warn({ why }, 'L1 cache suspended: invalidation feed lost')
+    local.suspend()
+  }
+  subscriber.on('message', (ch: string, message: string) => {
+    if (ch !== channel) return
+    const target = parseInvalidation(message)
+    if (target) local.evict(target)
+    else local.suspend() // an unreadable message could have been an invalidation: drop everything to be safe
+  })
+  subscriber.on('close', () => lose('connection closed'))
+  subscriber.on('reconnecting', () => lose('reconnecting'))
+  subscriber.on('ready', () => {
+    subscriber
+      .subscribe(channel)
+      .then(() => {
+        local.resume()
+        log.info({}, 'L1 cache active: subscribed to the invalidation feed')
+      })
+      .catch((err: unknown) => lose(`subscribe failed: ${(err as Error).message}`))
+  })
+  if (subscriber.status === 'wait') subscriber.connect().catch(() => undefined)
+}
