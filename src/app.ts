@@ -138,6 +138,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       timeoutMs: config.http.healthTimeoutMs,
       cacheCounts: metrics.cacheCounts,
       draining: () => draining,
+      local,
     })
 
   // --- http

@@ -12,6 +12,8 @@ export interface HealthDeps {
   timeoutMs: number
   cacheCounts: () => { hits: number; misses: number }
   draining: () => boolean
+  /** The L1 tier, when it is turned on. */
+  local?: { readonly active: boolean; readonly size: number }
 }
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy'
@@ -75,7 +77,12 @@ export async function healthReport(deps: HealthDeps) {
     circuitBreaker: { state },
     pool: poolStats(deps.pool),
     postgres: { connected: postgresConnected },
-    sessionCache: { hits, misses, hitRate: hits + misses === 0 ? 0 : Math.round((hits / (hits + misses)) * 10_000) / 100 },
+    sessionCache: {
+      hits,
+      misses,
+      hitRate: hits + misses === 0 ? 0 : Math.round((hits / (hits + misses)) * 10_000) / 100,
+      l1: deps.local ? { enabled: true, active: deps.local.active, size: deps.local.size } : { enabled: false },
+    },
     performance: { pingMs, getMs, setMs },
   }
 }

@@ -43,6 +43,8 @@ describe('the L1 tier (L1_CACHE_TTL_MS > 0)', () => {
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'l1' })
     const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body
     expect(metrics).toMatch(/^session_validations_total\{result="valid",source="l1"\} 1$/m)
+    const health = (await t.app.inject({ method: 'GET', url: '/health/redis' })).json()
+    expect(health.sessionCache.l1).toEqual({ enabled: true, active: true, size: 1 })
   })
 
   it('when this instance invalidates, its own L1 forgets the session before the 200', async () => {
