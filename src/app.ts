@@ -92,7 +92,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   // The L1 tier and the subscriber that keeps it coherent exist only when it is turned on.
   const local = config.cache.localTtlMs > 0 ? createLocalSessionCache(config.cache.localMaxEntries) : undefined
   const subscriber = local ? createRedisClient(config.redis, log) : undefined
-  if (local && subscriber) startInvalidationFeed(subscriber, keys.invalidationChannel, local, log)
 
   // --- service
   const writes = createBackgroundWrites(
@@ -119,9 +118,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       localTtlMs: config.cache.localTtlMs,
     },
   })
+  if (local && subscriber) {
+    startInvalidationFeed(subscriber, keys.invalidationChannel, local, log, validator.noteInvalidation)
+  }
   const invalidator = createInvalidator({
     cache,
     local,
+    onInvalidation: validator.noteInvalidation,
     store,
     writes,
     observer: metrics.observer,

@@ -20,7 +20,13 @@ export function parseInvalidation(message: string): InvalidationTarget | null {
  * invalidates. The tier answers only while the subscription is live; on any loss it is emptied and suspended, and it
  * resumes (empty) once subscribed again.
  */
-export function startInvalidationFeed(subscriber: Redis, channel: string, local: LocalSessionCache, log: Log) {
+export function startInvalidationFeed(
+  subscriber: Redis,
+  channel: string,
+  local: LocalSessionCache,
+  log: Log,
+  onInvalidation: () => void = () => undefined,
+) {
   const lose = (why: string) => {
     if (local.active) log.warn({ why }, 'L1 cache suspended: invalidation feed lost')
     local.suspend()
@@ -30,6 +36,7 @@ export function startInvalidationFeed(subscriber: Redis, channel: string, local:
     const target = parseInvalidation(message)
     if (target) local.evict(target)
     else local.suspend() // an unreadable message could have been an invalidation: drop everything to be safe
+    onInvalidation()
   })
   subscriber.on('close', () => lose('connection closed'))
   subscriber.on('reconnecting', () => lose('reconnecting'))

@@ -11,6 +11,8 @@ export interface InvalidatorDeps {
   writes: BackgroundWrites
   observer: ServiceObserver
   log: Log
+  /** Told of each invalidation before it is acknowledged (the validator stops sharing reads that began earlier). */
+  onInvalidation?: () => void
   /** Attempts after the first for an invalidation the cache refused; spread to outlast a breaker's reset timeout. */
   retryAttempts: number
 }
@@ -31,6 +33,7 @@ export function createInvalidator(deps: InvalidatorDeps) {
     const revoked = revoke ? await store.revoke(target) : 0
     // This instance's L1 first, synchronously; other instances hear it from the script's publication.
     deps.local?.evict(target)
+    deps.onInvalidation?.()
     let invalidated: number
     try {
       invalidated = await cache.invalidate(target)

@@ -41,7 +41,10 @@ const SLIDE_MEMORY_LIMIT = 50_000
 export function createValidator(deps: ValidatorDeps) {
   const { cache, local, store, writes, observer, options } = deps
   const now = deps.now ?? Date.now
-  const flights = new Map<string, Promise<SessionAnswer>>()
+  const flights = new Map<string, { answer: Promise<SessionAnswer>; epoch: number }>()
+  // Bumped by every invalidation this instance learns of: a read that began before one must not be shared with a
+  // request that began after it (that request could be answered from before the revocation it follows).
+  let epoch = 0
   const lastSlide = new Map<string, number>()
 
   function ttlFor(answer: SessionAnswer, at: number, ceilingMs = options.ttlMs): number {
@@ -86,9 +89,9 @@ export function createValidator(deps: ValidatorDeps) {
   /** Concurrent misses for one token share one Postgres query. */
   function readStore(tokenHash: string): Promise<SessionAnswer> {
     const existing = flights.get(tokenHash)
-    if (existing) {
+    if (existing && existing.epoch === epoch) {
       observer.singleFlightJoined()
-      return existing
+      return existing.answer
     }
     const flight = (async () => {
       const startedAt = now()
@@ -99,9 +102,10 @@ export function createValidator(deps: ValidatorDeps) {
       keepLocally(tokenHash, answer, generation)
       return answer
     })()
-    flights.set(tokenHash, flight)
+    const entry = { answer: flight, epoch }
+    flights.set(tokenHash, entry)
     const forget = () => {
-      flights.delete(tokenHash)
+      if (flights.get(tokenHash) === entry) flights.delete(tokenHash)
     }
     flight.then(forget, forget)
     return flight
@@ -144,7 +148,13 @@ export function createValidator(deps: ValidatorDeps) {
     return { ...answer, source }
   }
 
-  return { validate }
+  return {
+    validate,
+    /** Called on every invalidation, before it is acknowledged: later requests no longer join earlier reads. */
+    noteInvalidation() {
+      epoch++
+    },
+  }
 }
 
 export type Validator = ReturnType<typeof createValidator>

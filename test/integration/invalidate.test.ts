@@ -150,6 +150,29 @@ describe('an invalidation racing a cache fill', () => {
     expect((await t.validate(session.token)).json()).toEqual({ valid: false, reason: 'revoked' })
   })
 
+  it('a request that starts after an invalidation is answered by a fresh read, not by one that began before it', async () => {
+    const release = gate()
+    let reads = 0
+    const wrapStore = (store: SessionStore): SessionStore => ({
+      ...store,
+      async findByTokenHash(hash) {
+        const record = await store.findByTokenHash(hash)
+        if (++reads === 1) await release.wait()
+        return record
+      },
+    })
+    t = await startTestApp({ db, overrides: { wrapStore } })
+    const session = await db.insertSession()
+    const early = t.validate(session.token)
+    await eventually(() => reads === 1, 5000, 'first read in flight')
+    expect((await t.invalidate({ token: session.token, revoke: true })).json()).toMatchObject({ revoked: 1 })
+    // Without the epoch, this request would join the held read and answer valid:true after the revocation's 200.
+    expect((await t.validate(session.token)).json()).toEqual({ valid: false, reason: 'revoked' })
+    expect(reads).toBe(2)
+    release.open()
+    expect((await early).json()).toMatchObject({ valid: true, source: 'postgres' })
+  })
+
   it('when the revocation lands while the Postgres read is in flight, the stale answer is never cached', async () => {
     const release = gate()
     let reads = 0
