@@ -5,12 +5,15 @@ import { loadConfig } from '../../src/config.js'
 import type { TestDatabase } from './database.js'
 import { TEST_REDIS_URL } from './env.js'
 import { captureLogs } from './logs.js'
+import { checkResponsesAgainstOpenApi } from './openapi.js'
 
 export interface TestAppOptions {
   db: TestDatabase
   env?: Record<string, string>
   overrides?: Omit<AppOverrides, 'logStream'>
   redisUrl?: string
+  /** Validate every app.inject response against openapi.yaml (default true); false for a test that sends off-contract. */
+  openapi?: boolean
 }
 
 /**
@@ -35,6 +38,7 @@ export async function startTestApp(options: TestAppOptions) {
   const logs = captureLogs()
   const app = await buildApp(config, { ...options.overrides, logStream: logs.stream })
   await app.ready()
+  if (options.openapi !== false) checkResponsesAgainstOpenApi(app)
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
   await redis.connect().catch(() => undefined)
 
