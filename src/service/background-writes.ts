@@ -20,7 +20,8 @@ export class GiveUp extends AbortError {
 export function createBackgroundWrites(options: BackgroundWriteOptions, observer: ServiceObserver, log: Log) {
   const inFlight = new Set<Promise<void>>()
 
-  function run(kind: CacheWriteKind, write: () => Promise<'written' | 'tombstoned'>, retries = options.retries) {
+  /** Starts a write in the background; the promise it returns settles (never rejects) when the write is done. */
+  function run(kind: CacheWriteKind, write: () => Promise<'written' | 'tombstoned'>, retries = options.retries): Promise<void> {
     const task = pRetry(write, {
       retries,
       factor: 2,
@@ -41,6 +42,7 @@ export function createBackgroundWrites(options: BackgroundWriteOptions, observer
     )
     inFlight.add(task)
     void task.then(() => inFlight.delete(task))
+    return task
   }
 
   return {

@@ -57,19 +57,21 @@ export function createValidator(deps: ValidatorDeps) {
     local?.set(tokenHash, answer, ttlFor(answer, now(), options.localTtlMs), generation)
   }
 
-  function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): void {
+  function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): Promise<void> {
     if (!deps.cacheAvailable()) {
       observer.cacheWrite('fill', 'skipped')
-      return
+      return Promise.resolve()
     }
     const deadline = readStartedAt + options.fillDeadlineMs
-    writes.run('fill', async () => {
+    return writes.run('fill', async () => {
       const at = now()
       if (at >= deadline) throw new GiveUp('skipped')
       const ttlMs = ttlFor(answer, at)
       if (ttlMs <= 0) throw new GiveUp('skipped')
       if (!deps.cacheAvailable()) throw new GiveUp('skipped')
-      return cache.fill(tokenHash, answer, ttlMs)
+      const outcome = await cache.fill(tokenHash, answer, ttlMs)
+      if (!answer.valid && outcome === 'written') observer.negativeCached()
+      return outcome
     })
   }
 
@@ -86,19 +88,23 @@ export function createValidator(deps: ValidatorDeps) {
     })
   }
 
-  /** Concurrent misses for one token share one Postgres query. */
+  /**
+   * Concurrent misses for one token share one Postgres query. The read stays shareable until its cache fill has landed,
+   * so a second wave of misses arriving between the answer and the fill does not query again.
+   */
   function readStore(tokenHash: string): Promise<SessionAnswer> {
     const existing = flights.get(tokenHash)
     if (existing && existing.epoch === epoch) {
       observer.singleFlightJoined()
       return existing.answer
     }
+    let filled: Promise<void> = Promise.resolve()
     const flight = (async () => {
       const startedAt = now()
       const generation = local?.generation() ?? 0
       const record = await store.findByTokenHash(tokenHash)
       const answer = judge(record, now())
-      scheduleFill(tokenHash, answer, startedAt)
+      filled = scheduleFill(tokenHash, answer, startedAt)
       keepLocally(tokenHash, answer, generation)
       return answer
     })()
@@ -107,7 +113,7 @@ export function createValidator(deps: ValidatorDeps) {
     const forget = () => {
       if (flights.get(tokenHash) === entry) flights.delete(tokenHash)
     }
-    flight.then(forget, forget)
+    flight.then(() => filled.then(forget), forget)
     return flight
   }
 
@@ -117,7 +123,7 @@ export function createValidator(deps: ValidatorDeps) {
       const kept = local.get(tokenHash)
       if (kept) {
         const answer = stillValid(kept, now())
-        observer.cacheLookup('hit')
+        observer.cacheLookup(kept.valid ? 'hit' : 'negative', tokenHash)
         observer.validated('l1', answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
         return { ...answer, source: 'l1' }
       }
@@ -126,9 +132,9 @@ export function createValidator(deps: ValidatorDeps) {
     let cached: SessionAnswer | null = null
     try {
       cached = await cache.get(tokenHash)
-      observer.cacheLookup(cached ? 'hit' : 'miss')
+      observer.cacheLookup(cached ? (cached.valid ? 'hit' : 'negative') : 'miss', tokenHash)
     } catch (err) {
-      observer.cacheLookup('error')
+      observer.cacheLookup('error', tokenHash)
       deps.log.debug({ err }, 'cache read failed; reading Postgres')
     }
 

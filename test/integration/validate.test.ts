@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import type { SessionStore } from '../../src/domain/ports.js'
+import type { SessionCache, SessionStore } from '../../src/domain/ports.js'
 import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { startTestApp, type TestApp } from '../support/app.js'
@@ -135,6 +135,27 @@ describe('POST /validate', () => {
     for (const answer of answers) expect(answer.json()).toMatchObject({ valid: true, session: { id: sessionId } })
     const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body
     expect(metrics).toMatch(/^session_single_flight_joins_total 99$/m)
+  })
+
+  it('a second wave of misses, arriving after the answer but before its cache fill lands, makes no new query', async () => {
+    const fillRelease = gate()
+    const store = countingStore()
+    const holdFills = (cache: SessionCache): SessionCache => ({
+      ...cache,
+      async fill(hash, answer, ttlMs) {
+        await fillRelease.wait()
+        return cache.fill(hash, answer, ttlMs)
+      },
+    })
+    t = await startTestApp({ db, overrides: { wrapStore: store.wrap, wrapCache: holdFills } })
+    const { token } = await db.insertSession()
+    await Promise.all(Array.from({ length: 20 }, () => t.validate(token)))
+    const second = await Promise.all(Array.from({ length: 20 }, () => t.validate(token)))
+    expect(store.counter.lookups).toBe(1)
+    for (const answer of second) expect(answer.json()).toMatchObject({ valid: true, source: 'postgres' })
+    fillRelease.open()
+    await t.settle()
+    expect((await t.validate(token)).json()).toMatchObject({ source: 'redis' })
   })
 
   it('caches an unknown token negatively: repeats make one Postgres query per negative TTL', async () => {
