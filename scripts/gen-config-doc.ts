@@ -38,15 +38,20 @@ const SECTIONS: Array<{ title: string; match: (name: string) => boolean }> = [
   },
   {
     title: 'HTTP and service keys',
-    match: (n) => ['TOKEN_MAX_LENGTH', 'BODY_LIMIT_BYTES', 'SERVICE_API_KEYS'].includes(n) || n.startsWith('REQUIRE_'),
+    match: (n) =>
+      ['TOKEN_MAX_LENGTH', 'BODY_LIMIT_BYTES', 'SERVICE_API_KEYS', 'METRICS_API_KEYS'].includes(n) ||
+      n.startsWith('REQUIRE_') ||
+      n.startsWith('HTTP_'),
   },
+  { title: 'Load shedding', match: (n) => n.startsWith('LOAD_SHED_') },
   { title: 'Health and lifecycle', match: (n) => ['HEALTH_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS', 'RETRY_AFTER_SECONDS'].includes(n) },
   { title: 'Tracing', match: (n) => n.startsWith('OTEL_') || n.startsWith('TRACING_') },
+  { title: 'Telemetry: Redis pollers, hot keys, miss spikes', match: (n) => n.startsWith('TELEMETRY_') },
   { title: 'Development (npm run dev)', match: (n) => n.startsWith('EMBEDDED_') || n.startsWith('DEV_') },
 ]
 
 /** Credentials: never logged, never committed; set them from the platform's secret store. */
-const SECRETS = new Set(['DATABASE_URL', 'REDIS_URL', 'SERVICE_API_KEYS'])
+const SECRETS = new Set(['DATABASE_URL', 'REDIS_URL', 'REDIS_PASSWORD', 'SERVICE_API_KEYS', 'METRICS_API_KEYS', 'CACHE_ENCRYPTION_KEYS', 'OTEL_EXPORTER_OTLP_HEADERS'])
 
 const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('\n', ' ')
 const code = (value: unknown) => `\`${String(value)}\``

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import underPressure from '@fastify/under-pressure'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import pino, { type DestinationStream } from 'pino'
+import { createCacheCipher } from './cache/cipher.js'
+import { createAnswerCodec } from './cache/codec.js'
 import { defineCacheScripts, createRedisSessionCache, type GuardedRunner } from './cache/redis-session-cache.js'
 import { startInvalidationFeed } from './cache/invalidation-feed.js'
 import { keyScheme } from './cache/keys.js'
@@ -10,6 +13,7 @@ import { createLocalSessionCache } from './cache/local-session-cache.js'
 import type { Config } from './config.js'
 import type { SessionCache, SessionStore } from './domain/ports.js'
 import { healthReport } from './health/report.js'
+import { Errors } from './errors.js'
 import { registerErrorHandling } from './http/error-handler.js'
 import { healthRoutes } from './http/routes/health.js'
 import { invalidateRoute } from './http/routes/invalidate.js'
@@ -22,9 +26,14 @@ import { closeRedisPool, createRedisPool, poolStats } from './redis/pool.js'
 import { createBackgroundWrites } from './service/background-writes.js'
 import { createInvalidator } from './service/invalidator.js'
 import { createValidator } from './service/validator.js'
+import { boundStore } from './store/bounded-store.js'
 import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
 import { createMetrics } from './telemetry/metrics.js'
+import { startPoller, type Poller } from './telemetry/poller.js'
+import { tracingHandle } from './telemetry/tracing-state.js'
+import { infoFigures, readInfo } from './redis/probe.js'
+import { createSlowlogTracker, readSlowlog } from './redis/slowlog.js'
 
 /** Seams for tests and the benchmark: they wrap real adapters (to hold or count calls), they do not replace wiring. */
 export interface AppOverrides {
@@ -47,9 +56,12 @@ function requestId(req: IncomingMessage): string {
  * whatever it opened, in reverse order.
  */
 export async function buildApp(config: Config, overrides: AppOverrides = {}) {
+  // Tracing code is loaded only when the bootstrap (src/telemetry/tracing.ts) started the SDK in this process.
+  const spans = tracingHandle() ? await import('./telemetry/spans.js') : undefined
+  const logExtra = { mixin: spans?.traceLogFields }
   const logger = overrides.logStream
-    ? pino(loggerOptions({ ...config.log, pretty: false }), overrides.logStream)
-    : pino(loggerOptions(config.log))
+    ? pino(loggerOptions({ ...config.log, pretty: false }, logExtra), overrides.logStream)
+    : pino(loggerOptions(config.log, logExtra))
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -58,7 +70,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     requestIdHeader: false,
     genReqId: requestId,
     bodyLimit: config.http.bodyLimitBytes,
-    return503OnClosing: true,
+    // A client that trickles its request (slowloris) is cut off after this.
+    requestTimeout: config.http.requestTimeoutMs,
+    // Our own onRequest check answers SHUTTING_DOWN (with code and Retry-After) instead of Fastify's bare 503.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -74,7 +89,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     log,
     defineCacheScripts,
   )
-  const metrics = createMetrics({ redisPool: () => poolStats(redisPool) })
+  const metrics = createMetrics(
+    {
+      redisPool: () => poolStats(redisPool),
+      pgPool: () => ({ total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount, max: config.database.poolMax }),
+    },
+    {
+      keyWatch: {
+        topK: config.telemetry.hotKeysTopK,
+        capacity: config.telemetry.hotKeysCapacity,
+        missSpikeThreshold: config.telemetry.missSpikeThreshold,
+      },
+      redisInfo: config.telemetry.redisInfoIntervalMs > 0,
+      log,
+    },
+  )
   // The breaker's per-call timer is what holds a request to the command timeout. ioredis starts its own command
   // timer only when the command is written, and autopipelining holds a command back until the previous pipeline has
   // its replies: against a slow Redis a read would otherwise wait up to twice the command timeout.
@@ -85,9 +114,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   })
   const pgPool = createPgPool({ ...config.database, url: config.database.url ?? '' }, log)
   const baseStore = createPgSessionStore(pgPool, config.database.schema, metrics.pgQueryDone)
-  const store = overrides.wrapStore ? overrides.wrapStore(baseStore) : baseStore
+  // Lookups are bounded (concurrency and a shedding queue) outside any test wrapper, so a wrapper sees what Postgres sees.
+  const store = boundStore(
+    overrides.wrapStore ? overrides.wrapStore(baseStore) : baseStore,
+    {
+      maxConcurrent: config.database.maxConcurrentLookups,
+      maxQueue: config.database.lookupQueueMax,
+      queueTimeoutMs: config.database.lookupQueueTimeoutMs,
+    },
+    log,
+  )
   const tombstoneTtlMs = config.cache.tombstoneTtlSeconds * 1000
-  const baseCache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs)
+  // User fields in Redis are sealed with AES-256-GCM; a value that does not open is a miss (and counted).
+  const codec = createAnswerCodec(createCacheCipher(config.cache.encryptionKeys), {
+    memoEntries: config.cache.decryptMemoEntries,
+    onUndecodable: metrics.cacheUndecodable,
+  })
+  const baseCache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs, codec)
   const cache = overrides.wrapCache ? overrides.wrapCache(baseCache) : baseCache
   // The L1 tier and the subscriber that keeps it coherent exist only when it is turned on.
   const local = config.cache.localTtlMs > 0 ? createLocalSessionCache(config.cache.localMaxEntries) : undefined
@@ -132,6 +175,83 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     // Backoff from 20 ms doubling: eight retries span the breaker's default reset timeout.
     retryAttempts: 10,
   })
+  // With tracing on, each validation and invalidation is a span (the wrappers add nothing when it is off).
+  const tracedValidator = spans ? spans.tracedValidator(validator, () => breaker.opened) : validator
+  const tracedInvalidator = spans ? spans.tracedInvalidator(invalidator) : invalidator
+
+  // --- telemetry that polls: started once the app is ready, stopped first on close. Timers are unref'd, every
+  // poll goes through the pool (not the breaker) and is bounded by TELEMETRY_POLL_TIMEOUT_MS, none runs on a request.
+  const pollers: Poller[] = []
+  function closeTelemetryWindow() {
+    const window = metrics.closeWindow()
+    if (window.lookups > 0) {
+      log.info(
+        {
+          windowSeconds: config.telemetry.windowSeconds,
+          lookups: window.lookups,
+          hitRatio: Math.round((window.hits / window.lookups) * 10_000) / 10_000,
+          hotKeys: window.hot,
+          mostMissed: window.mostMissed ?? null,
+        },
+        'cache window: hit ratio and hot keys (8 hex chars of the token hash)',
+      )
+    }
+    return window
+  }
+  function startTelemetry() {
+    const t = config.telemetry
+    if (t.redisInfoIntervalMs > 0) {
+      pollers.push(
+        startPoller({
+          name: 'redis-info',
+          intervalMs: t.redisInfoIntervalMs,
+          timeoutMs: t.pollTimeoutMs,
+          log,
+          run: async () => metrics.redisInfo(infoFigures(await readInfo(redisPool))),
+          failed: () => metrics.redisInfo(null),
+        }),
+      )
+    }
+    if (t.slowlogIntervalMs > 0) {
+      const slowlog = createSlowlogTracker(Math.floor(Date.now() / 1000))
+      pollers.push(
+        startPoller({
+          name: 'redis-slowlog',
+          intervalMs: t.slowlogIntervalMs,
+          timeoutMs: t.pollTimeoutMs,
+          log,
+          run: async () => {
+            let entries
+            try {
+              entries = await readSlowlog(redisPool, t.slowlogBatch)
+            } catch (err) {
+              if (!/NOPERM/.test((err as Error).message)) throw err
+              log.warn({ redisUrl: redactUrl(config.redis.url) }, 'SLOWLOG is not permitted for this Redis user (ACL +slowlog|get): slow-log polling is off')
+              return 'stop'
+            }
+            const { fresh, missed } = slowlog.fresh(entries)
+            metrics.slowlog(fresh, missed)
+            // The command's name and duration only: its arguments may name a token's hash or hold a session.
+            for (const entry of fresh) log.warn({ command: entry.command, durationMs: entry.durationMicros / 1000 }, 'redis slow command')
+            if (missed > 0) log.warn({ missed }, 'redis slow log: entries rotated out before they could be read')
+          },
+        }),
+      )
+    }
+    pollers.push(
+      startPoller({
+        name: 'cache-window',
+        intervalMs: t.windowSeconds * 1000,
+        timeoutMs: t.pollTimeoutMs,
+        immediate: false,
+        log,
+        run: async () => {
+          closeTelemetryWindow()
+        },
+      }),
+    )
+  }
+
   const report = () =>
     healthReport({
       pool: redisPool,
@@ -156,6 +276,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   // Callback style rather than async: no promise per request on the hot path.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    // While draining, requests that arrive on kept-alive connections are turned away so the caller retries elsewhere;
+    // health checks still answer (they report the drain).
+    if (draining && !request.url.startsWith('/health/')) done(new Errors.ShuttingDown())
+    else done()
+  })
+  app.addHook('preClose', (done) => {
+    draining = true
     done()
   })
   if (logger.isLevelEnabled('debug')) {
@@ -163,15 +290,37 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       request.log.debug({ method: request.method, url: request.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed')
     })
   }
+  // Which service key a caller used (its id, never the key), for log lines and the audit trail.
+  app.decorateRequest('serviceKeyId', null)
   const requireKey = config.http.apiKeys.length > 0 ? serviceKeyCheck(config.http.apiKeys) : undefined
-  await app.register(validateRoute, {
-    validator,
-    tokenMaxLength: config.http.tokenMaxLength,
-    requireKey: config.http.requireKeyForValidate ? requireKey : undefined,
+  // The session routes shed load (503 OVERLOADED) while the event loop lags; health and metrics stay outside this
+  // scope, so probes keep seeing the truth.
+  await app.register(async (sessions) => {
+    const { maxEventLoopDelayMs, maxEventLoopUtilization, sampleIntervalMs } = config.loadShedding
+    // Not registered at all when both limits are off: the plugin's event-loop histogram is never disabled once on.
+    if (maxEventLoopDelayMs > 0 || maxEventLoopUtilization > 0) {
+      await sessions.register(underPressure, {
+        maxEventLoopDelay: maxEventLoopDelayMs,
+        maxEventLoopUtilization,
+        // Utilisation over the last sample, not since start-up (the default), so shedding stops when the load does.
+        eventLoopUtilizationMode: 'interval',
+        sampleInterval: sampleIntervalMs,
+        retryAfter: config.http.retryAfterSeconds,
+        customError: Errors.Overloaded,
+      })
+    }
+    await sessions.register(validateRoute, {
+      validator: tracedValidator,
+      tokenMaxLength: config.http.tokenMaxLength,
+      requireKey: config.http.requireKeyForValidate ? requireKey : undefined,
+    })
+    await sessions.register(invalidateRoute, { invalidator: tracedInvalidator, tokenMaxLength: config.http.tokenMaxLength, requireKey })
   })
-  await app.register(invalidateRoute, { invalidator, tokenMaxLength: config.http.tokenMaxLength, requireKey })
   await app.register(healthRoutes, { report, ready: () => ready && !draining })
-  await app.register(metricsRoute, { registry: metrics.registry })
+  await app.register(metricsRoute, {
+    registry: metrics.registry,
+    requireKey: config.http.metricsKeys.length > 0 ? serviceKeyCheck(config.http.metricsKeys) : undefined,
+  })
 
   // --- lifecycle
   app.addHook('onReady', async () => {
@@ -184,10 +333,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     }
     for (const warning of first.redis.warnings) log.warn({ redisUrl: redactUrl(config.redis.url) }, warning)
     if (!first.postgres.connected) log.warn({}, 'Postgres is unreachable: uncached sessions will get 503')
+    if (config.cache.encryptionKeyEphemeral) {
+      log.warn({}, 'CACHE_ENCRYPTION_KEYS is unset: cached values are sealed with a random per-process key (other instances cannot read them)')
+    }
+    if (config.env === 'production' && config.http.apiKeys.length === 0) {
+      log.warn({}, 'SERVICE_API_KEYS is unset: /invalidate accepts anonymous calls')
+    }
+    const tracing = tracingHandle()
+    if (tracing) log.info({ serviceName: tracing.serviceName, endpoint: config.tracing.endpoint }, 'tracing on: spans exported over OTLP/HTTP')
+    else if (config.tracing.enabled) {
+      log.warn({}, 'an OTLP endpoint is set but tracing was not bootstrapped: start with node --import ./dist/telemetry/tracing.js')
+    }
+    startTelemetry()
     ready = true
   })
   app.addHook('onClose', async () => {
     ready = false
+    await Promise.all(pollers.map((poller) => poller.stop()))
     // Writes already started (fills, invalidation retries) finish or give up before their connections close.
     await Promise.race([writes.settle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     breaker.shutdown()
@@ -201,7 +363,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       draining = true
     },
-    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config },
+    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, telemetry: { closeWindow: closeTelemetryWindow } },
   })
 }
 

@@ -1,5 +1,8 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import Type, { type Static } from 'typebox'
 import Value from 'typebox/value'
+import { decodeKeySecret, type CacheKey } from './cache/cipher.js'
 
 /**
  * The only reader of process.env. Every knob the service has is declared here once, with its default and range;
@@ -10,6 +13,49 @@ const Int = (def: number, minimum: number, maximum: number, description: string)
 const Bool = (def: boolean, description: string) => Type.Boolean({ default: def, description })
 const Str = (def: string, description: string, extra: Record<string, unknown> = {}) =>
   Type.String({ default: def, minLength: 1, description, ...extra })
+
+/**
+ * The standard OpenTelemetry variables this service relies on. The SDK reads them itself (src/telemetry/tracing.ts
+ * only decides whether to load it); they are declared here so they are validated, documented and visible.
+ */
+const TracingEnv = {
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description:
+        'OTLP/HTTP receiver base URL (/v1/traces is appended), e.g. http://jaeger:4318. Setting it (or the ' +
+        'traces-only variable) turns tracing on; unset, the OpenTelemetry SDK is not even loaded.',
+    }),
+  ),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'Full OTLP/HTTP URL for traces; wins over OTEL_EXPORTER_OTLP_ENDPOINT.' }),
+  ),
+  OTEL_EXPORTER_OTLP_HEADERS: Type.Optional(
+    Type.String({ description: 'Headers sent with every export, "key=value,key2=value2" (a hosted backend\'s API key).' }),
+  ),
+  OTEL_SERVICE_NAME: Str('studio-session-cache', 'service.name on every span.'),
+  OTEL_RESOURCE_ATTRIBUTES: Type.Optional(
+    Type.String({ description: 'Extra resource attributes, "deployment.environment=production,service.version=1.2.3".' }),
+  ),
+  OTEL_TRACES_SAMPLER: Type.Union(
+    [
+      Type.Literal('parentbased_always_on'),
+      Type.Literal('parentbased_always_off'),
+      Type.Literal('parentbased_traceidratio'),
+      Type.Literal('always_on'),
+      Type.Literal('always_off'),
+      Type.Literal('traceidratio'),
+    ],
+    {
+      default: 'parentbased_always_on',
+      description: 'Sampler. parentbased_* follow the sampled flag of the caller\'s W3C traceparent.',
+    },
+  ),
+  OTEL_TRACES_SAMPLER_ARG: Type.Optional(
+    Type.String({ pattern: '^(0(\\.\\d+)?|1(\\.0+)?)$', description: 'Ratio 0–1 for the traceidratio samplers.' }),
+  ),
+  OTEL_SDK_DISABLED: Bool(false, 'true keeps tracing off even with an endpoint set.'),
+}
 
 export const EnvSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('production'), Type.Literal('development'), Type.Literal('test')], {
@@ -42,6 +88,34 @@ export const EnvSchema = Type.Object({
   DATABASE_CONNECT_TIMEOUT_MS: Int(2000, 50, 60_000, 'Time to open a Postgres connection before giving up.'),
   DATABASE_STATEMENT_TIMEOUT_MS: Int(2000, 50, 60_000, 'Server-side statement_timeout and client query timeout.'),
   DATABASE_IDLE_TIMEOUT_MS: Int(30_000, 1000, 3_600_000, 'Idle Postgres connections are closed after this.'),
+  DATABASE_SSL_MODE: Type.Optional(
+    Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-ca'), Type.Literal('verify-full')], {
+      description:
+        'TLS to Postgres, as libpq names it: verify-full (certificate chain and host name), verify-ca (chain only), ' +
+        'require (encrypted, server NOT authenticated), disable. Unset: whatever DATABASE_URL says (sslmode=...). When ' +
+        'set, it wins over any ssl parameter in DATABASE_URL; a server that cannot do TLS is then an error, never a ' +
+        'plaintext fallback.',
+    }),
+  ),
+  DATABASE_SSL_CA_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: 'PEM file of the CA(s) that sign the Postgres server certificate (default: the system CAs).' }),
+  ),
+  DATABASE_SSL_CERT_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM client certificate for Postgres (with DATABASE_SSL_KEY_FILE).' })),
+  DATABASE_SSL_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key of DATABASE_SSL_CERT_FILE.' })),
+  DATABASE_MAX_CONCURRENT_LOOKUPS: Int(
+    0,
+    0,
+    200,
+    'Most session lookups running against Postgres at once; 0 means DATABASE_POOL_MAX. Lookups beyond it wait in a ' +
+      'bounded queue, so a flood of unknown tokens cannot pile up on the database.',
+  ),
+  DATABASE_LOOKUP_QUEUE_MAX: Int(
+    100,
+    0,
+    100_000,
+    'Most lookups waiting for a slot; one more is answered 503 SESSION_STORE_BUSY at once (shed, not queued).',
+  ),
+  DATABASE_LOOKUP_QUEUE_TIMEOUT_MS: Int(1000, 10, 60_000, 'Longest wait in that queue before the lookup is shed with 503 SESSION_STORE_BUSY.'),
 
   REDIS_URL: Str('redis://127.0.0.1:6379', 'redis:// or rediss:// URL, with credentials if any.'),
   REDIS_KEY_PREFIX: Str('ssc:', 'Prefix of every key this service writes.', { pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
@@ -50,6 +124,23 @@ export const EnvSchema = Type.Object({
   REDIS_POOL_ACQUIRE_TIMEOUT_MS: Int(500, 10, 30_000, 'Longest wait for a pooled connection.'),
   REDIS_COMMAND_TIMEOUT_MS: Int(250, 10, 30_000, 'A Redis command slower than this fails and the request reads Postgres.'),
   REDIS_CONNECT_TIMEOUT_MS: Int(1000, 50, 60_000, 'Time to open a Redis connection.'),
+  REDIS_USERNAME: Type.Optional(
+    Type.String({ minLength: 1, description: 'Redis ACL user (ops/redis/users.acl); wins over a user in REDIS_URL.' }),
+  ),
+  REDIS_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'Password of that user; wins over one in REDIS_URL.' })),
+  REDIS_TLS_CA_FILE: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'PEM file of the CA(s) that sign the Redis server certificate (default: the system CAs). TLS needs a rediss:// ' +
+        'REDIS_URL; the certificate and host name are always verified.',
+    }),
+  ),
+  REDIS_TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM client certificate for Redis (tls-auth-clients), with REDIS_TLS_KEY_FILE.' })),
+  REDIS_TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key of REDIS_TLS_CERT_FILE.' })),
+  REDIS_TLS_SERVERNAME: Type.Optional(
+    Type.String({ minLength: 1, description: 'Host name to verify the Redis certificate against, when it differs from the URL\'s host.' }),
+  ),
 
   BREAKER_TIMEOUT_MS: Int(1000, 10, 60_000, 'Breaker timeout for one cache operation, pool wait included; capped at REDIS_COMMAND_TIMEOUT_MS.'),
   BREAKER_ERROR_THRESHOLD_PERCENT: Int(70, 1, 100, 'Failure percentage that opens the breaker.'),
@@ -73,15 +164,100 @@ export const EnvSchema = Type.Object({
       'instance may still answer from its L1 for the moment the message takes to arrive: see docs/architecture.md.',
   ),
   L1_CACHE_MAX_ENTRIES: Int(10_000, 100, 1_000_000, 'Most answers the L1 tier holds (least recently used go first).'),
+  CACHE_ENCRYPTION_KEYS: Type.Optional(
+    Type.String({
+      description:
+        'Comma-separated `id:key` pairs; each key is 32 random bytes in base64 (`openssl rand -base64 32`), each id 1-16 ' +
+        'of A-Z a-z 0-9 _ -. Cached user fields are sealed with AES-256-GCM by the FIRST key; every listed key can open ' +
+        'them, so a key is rotated without a flush (docs/operations.md). Required in production; elsewhere a random ' +
+        'per-process key is used when unset.',
+    }),
+  ),
+  CACHE_DECRYPT_MEMO_ENTRIES: Int(
+    10_000,
+    0,
+    1_000_000,
+    'Decrypted cache values remembered per process, keyed by the exact stored value and its token hash, so a hit on an ' +
+      'entry unchanged since this process last read or wrote it skips the AES-GCM decryption (~5 µs); 0 turns it off.',
+  ),
 
   TOKEN_MAX_LENGTH: Int(512, 16, 8192, 'Longest accepted token.'),
   BODY_LIMIT_BYTES: Int(4096, 256, 1_048_576, 'Largest accepted request body.'),
   SERVICE_API_KEYS: Type.Optional(
-    Type.String({ description: 'Comma-separated keys; when set, /invalidate needs Authorization: Bearer <key>.' }),
+    Type.String({
+      description:
+        'Comma-separated keys, each `id:key` (the id is what logs name; 1-32 of A-Z a-z 0-9 _ . -) or a bare key (its id ' +
+        'is then `key-` and 8 hex characters of its SHA-256). When set, /invalidate needs Authorization: Bearer <key>; ' +
+        'several at once allow rotation. At least 16 characters each in production.',
+    }),
   ),
   REQUIRE_API_KEY_FOR_VALIDATE: Bool(false, 'Also require a service key on /validate.'),
+  METRICS_API_KEYS: Type.Optional(
+    Type.String({
+      description:
+        'Same format as SERVICE_API_KEYS; when set, /metrics needs Authorization: Bearer <one of these> (Prometheus: ' +
+        '`authorization: {credentials: ...}`). Kept apart from SERVICE_API_KEYS so a scraper cannot invalidate sessions.',
+    }),
+  ),
+  HTTP_REQUEST_TIMEOUT_MS: Int(10_000, 0, 600_000, 'Longest time a client may take to send a whole request (slow-client protection); 0 is Node\'s default.'),
+  LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: Int(
+    250,
+    0,
+    60_000,
+    'Session routes answer 503 OVERLOADED while the mean event-loop delay over the last sample exceeds this ' +
+      '(@fastify/under-pressure); health and metrics are never shed. 0 turns it off. It sees sustained lag (every ' +
+      'loop turn slow), not one long stall: Node samples no delay while the loop is blocked.',
+  ),
+  LOAD_SHED_MAX_EVENT_LOOP_UTILIZATION: Type.Number({
+    default: 0,
+    minimum: 0,
+    maximum: 1,
+    description:
+      'Also shed while event-loop utilisation (0-1) over the last sample exceeds this; 0 turns it off. Off by default: ' +
+      'a healthy instance at full throughput runs near 1.',
+  }),
+  LOAD_SHED_SAMPLE_INTERVAL_MS: Int(1000, 10, 60_000, 'How often event-loop delay and utilisation are sampled for load shedding.'),
 
   EMBEDDED_POSTGRES_DIR: Str('.data/postgres', 'npm run dev only: data directory of the embedded PostgreSQL (relative to the project).'),
+
+  ...TracingEnv,
+  TELEMETRY_REDIS_INFO_INTERVAL_MS: Int(
+    15_000,
+    0,
+    3_600_000,
+    'How often Redis INFO is read into the redis_up, redis_memory_*, redis_connected_clients and redis_*_keys_total ' +
+      'series (through the pool, never on a request); 0 turns the poller off.',
+  ),
+  TELEMETRY_SLOWLOG_INTERVAL_MS: Int(
+    30_000,
+    0,
+    3_600_000,
+    'How often new Redis SLOWLOG entries are counted (redis_slowlog_entries_total) and logged, command name and ' +
+      'duration only; 0 turns it off. A Redis ACL user needs +slowlog|get.',
+  ),
+  TELEMETRY_SLOWLOG_BATCH: Int(128, 1, 1024, 'Most SLOWLOG entries read per poll.'),
+  TELEMETRY_POLL_TIMEOUT_MS: Int(1000, 50, 30_000, 'Upper bound on one INFO or SLOWLOG poll, pool wait included.'),
+  TELEMETRY_WINDOW_SECONDS: Int(60, 5, 3600, 'Window of the hot-key top-K, the per-key miss counts and session_cache_hit_ratio.'),
+  TELEMETRY_HOT_KEYS_TOP_K: Int(
+    10,
+    0,
+    100,
+    'Most requested sessions exported (session_hot_key_requests) and logged per window, by the first 8 hex characters ' +
+      "of the token's SHA-256; 0 turns hot-key and miss-spike tracking off.",
+  ),
+  TELEMETRY_HOT_KEYS_CAPACITY: Int(
+    1000,
+    10,
+    100_000,
+    'Counters kept per window (Misra-Gries summary): bounds memory; any key with more than 1/capacity of the ' +
+      "window's lookups is always among them.",
+  ),
+  TELEMETRY_MISS_SPIKE_THRESHOLD: Int(
+    50,
+    2,
+    1_000_000,
+    'Cache misses of one session within one window that count as a miss spike (logged, session_miss_spikes_total).',
+  ),
 
   HEALTH_TIMEOUT_MS: Int(1000, 50, 30_000, 'Upper bound on one /health/redis answer.'),
   SHUTDOWN_TIMEOUT_MS: Int(10_000, 100, 120_000, 'Hard deadline for a graceful shutdown.'),
@@ -90,15 +266,40 @@ export const EnvSchema = Type.Object({
 
 type Env = Static<typeof EnvSchema>
 
+/** Tracing is on when an OTLP endpoint is set and the SDK is not disabled. */
+function tracingSettings(env: Static<typeof TracingEnvSchema>) {
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT
+  return { enabled: endpoint !== undefined && !env.OTEL_SDK_DISABLED, endpoint, serviceName: env.OTEL_SERVICE_NAME }
+}
+
+const TracingEnvSchema = Type.Object(TracingEnv)
+const tracingKeys = Object.keys(TracingEnv)
+
+/**
+ * The tracing bootstrap's view of the environment, read before the app (and its full configuration) loads. It checks
+ * only the OTEL_* variables; null when one of them is invalid (loadConfig then reports it, and tracing stays off).
+ */
+export function loadTracingConfig(source: Record<string, string | undefined> = process.env) {
+  const raw: Record<string, string> = {}
+  for (const key of tracingKeys) {
+    const value = source[key]
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  let value: unknown = Value.Default(TracingEnvSchema, raw)
+  value = Value.Convert(TracingEnvSchema, value)
+  value = Value.Clean(TracingEnvSchema, value)
+  if (!Value.Check(TracingEnvSchema, value)) return null
+  return tracingSettings(value)
+}
+
+export type TracingConfig = ReturnType<typeof tracingSettings>
+
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-function toConfig(env: Env) {
-  const apiKeys = (env.SERVICE_API_KEYS ?? '')
-    .split(',')
-    .map((k) => k.trim())
-    .filter((k) => k.length > 0)
+function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
+  const secure = securitySettings(env, options.requireCacheKeys ?? true)
   return {
     env: env.NODE_ENV,
     host: env.HOST,
@@ -111,6 +312,10 @@ function toConfig(env: Env) {
       connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
       idleTimeoutMs: env.DATABASE_IDLE_TIMEOUT_MS,
+      ssl: secure.databaseSsl,
+      maxConcurrentLookups: env.DATABASE_MAX_CONCURRENT_LOOKUPS || env.DATABASE_POOL_MAX,
+      lookupQueueMax: env.DATABASE_LOOKUP_QUEUE_MAX,
+      lookupQueueTimeoutMs: env.DATABASE_LOOKUP_QUEUE_TIMEOUT_MS,
     },
     redis: {
       url: env.REDIS_URL,
@@ -120,6 +325,9 @@ function toConfig(env: Env) {
       acquireTimeoutMs: env.REDIS_POOL_ACQUIRE_TIMEOUT_MS,
       commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
       connectTimeoutMs: env.REDIS_CONNECT_TIMEOUT_MS,
+      username: env.REDIS_USERNAME,
+      password: env.REDIS_PASSWORD,
+      tls: secure.redisTls,
     },
     breaker: {
       timeoutMs: env.BREAKER_TIMEOUT_MS,
@@ -138,21 +346,166 @@ function toConfig(env: Env) {
       slidingMinIntervalSeconds: env.SLIDING_TTL_MIN_INTERVAL_SECONDS,
       localTtlMs: env.L1_CACHE_TTL_MS,
       localMaxEntries: env.L1_CACHE_MAX_ENTRIES,
+      encryptionKeys: secure.encryptionKeys,
+      /** True when no CACHE_ENCRYPTION_KEYS were given and a random per-process key is used (never in production). */
+      encryptionKeyEphemeral: secure.encryptionKeyEphemeral,
+      decryptMemoEntries: env.CACHE_DECRYPT_MEMO_ENTRIES,
     },
     http: {
       tokenMaxLength: env.TOKEN_MAX_LENGTH,
       bodyLimitBytes: env.BODY_LIMIT_BYTES,
-      apiKeys,
+      apiKeys: secure.apiKeys,
+      metricsKeys: secure.metricsKeys,
       requireKeyForValidate: env.REQUIRE_API_KEY_FOR_VALIDATE,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
       healthTimeoutMs: env.HEALTH_TIMEOUT_MS,
       retryAfterSeconds: env.RETRY_AFTER_SECONDS,
     },
+    telemetry: {
+      redisInfoIntervalMs: env.TELEMETRY_REDIS_INFO_INTERVAL_MS,
+      slowlogIntervalMs: env.TELEMETRY_SLOWLOG_INTERVAL_MS,
+      slowlogBatch: env.TELEMETRY_SLOWLOG_BATCH,
+      pollTimeoutMs: env.TELEMETRY_POLL_TIMEOUT_MS,
+      windowSeconds: env.TELEMETRY_WINDOW_SECONDS,
+      hotKeysTopK: env.TELEMETRY_HOT_KEYS_TOP_K,
+      hotKeysCapacity: env.TELEMETRY_HOT_KEYS_CAPACITY,
+      missSpikeThreshold: env.TELEMETRY_MISS_SPIKE_THRESHOLD,
+    },
+    loadShedding: {
+      maxEventLoopDelayMs: env.LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS,
+      maxEventLoopUtilization: env.LOAD_SHED_MAX_EVENT_LOOP_UTILIZATION,
+      sampleIntervalMs: env.LOAD_SHED_SAMPLE_INTERVAL_MS,
+    },
+    tracing: tracingSettings(env),
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     dev: { embeddedPostgresDir: env.EMBEDDED_POSTGRES_DIR },
   }
 }
 
 export type Config = Readonly<ReturnType<typeof toConfig>>
+
+// --- credentials, keys and TLS material: parsed and checked once here, so a mistake stops the process at start-up
+
+export interface ServiceKey {
+  /** What logs and the audit trail name; never the key. */
+  id: string
+  key: string
+}
+
+const KEY_ID = /^[A-Za-z0-9_.-]{1,32}$/
+const CACHE_KEY_ID = /^[A-Za-z0-9_-]{1,16}$/
+
+/** `id:key` or a bare key (id derived from its hash). */
+function parseServiceKeys(variable: string, value: string | undefined, production: boolean, problems: string[]): ServiceKey[] {
+  const keys: ServiceKey[] = []
+  for (const entry of (value ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0)) {
+    const at = entry.indexOf(':')
+    const named = at > 0 && KEY_ID.test(entry.slice(0, at))
+    const key = named ? entry.slice(at + 1).trim() : entry
+    const id = named ? entry.slice(0, at) : `key-${createHash('sha256').update(key).digest('hex').slice(0, 8)}`
+    if (key.length === 0) problems.push(`${variable}: key "${id}" is empty`)
+    else if (production && key.length < 16) problems.push(`${variable}: key "${id}" is shorter than 16 characters`)
+    if (keys.some((k) => k.id === id)) problems.push(`${variable}: key id "${id}" is used twice`)
+    keys.push({ id, key })
+  }
+  return keys
+}
+
+function parseCacheKeys(value: string, problems: string[]): CacheKey[] {
+  const keys: CacheKey[] = []
+  for (const entry of value.split(',').map((k) => k.trim()).filter((k) => k.length > 0)) {
+    const at = entry.indexOf(':')
+    const id = at > 0 ? entry.slice(0, at) : ''
+    if (!CACHE_KEY_ID.test(id)) {
+      problems.push('CACHE_ENCRYPTION_KEYS: each entry is `id:key` with an id of 1-16 of A-Z a-z 0-9 _ -')
+      continue
+    }
+    const secret = entry.slice(at + 1).trim()
+    try {
+      decodeKeySecret(id, secret)
+    } catch (err) {
+      problems.push(`CACHE_ENCRYPTION_KEYS: ${(err as Error).message}`)
+      continue
+    }
+    if (keys.some((k) => k.id === id)) problems.push(`CACHE_ENCRYPTION_KEYS: key id "${id}" is used twice`)
+    keys.push({ id, secret })
+  }
+  if (keys.length === 0 && problems.length === 0) problems.push('CACHE_ENCRYPTION_KEYS: no key given')
+  return keys
+}
+
+function readPem(variable: string, file: string | undefined, problems: string[]): string | undefined {
+  if (file === undefined) return undefined
+  try {
+    const text = readFileSync(file, 'utf8')
+    if (!text.includes('-----BEGIN ')) problems.push(`${variable}: ${file} holds no PEM block`)
+    return text
+  } catch (err) {
+    problems.push(`${variable}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+    return undefined
+  }
+}
+
+function securitySettings(env: Env, requireCacheKeys: boolean) {
+  const problems: string[] = []
+  const production = env.NODE_ENV === 'production'
+
+  const apiKeys = parseServiceKeys('SERVICE_API_KEYS', env.SERVICE_API_KEYS, production, problems)
+  const metricsKeys = parseServiceKeys('METRICS_API_KEYS', env.METRICS_API_KEYS, production, problems)
+
+  let encryptionKeys: CacheKey[]
+  let encryptionKeyEphemeral = false
+  if (env.CACHE_ENCRYPTION_KEYS !== undefined) {
+    encryptionKeys = parseCacheKeys(env.CACHE_ENCRYPTION_KEYS, problems)
+  } else if (production && requireCacheKeys) {
+    problems.push('CACHE_ENCRYPTION_KEYS is required in production (cached user fields are encrypted with it)')
+    encryptionKeys = []
+  } else {
+    encryptionKeys = [{ id: 'ephemeral', secret: randomBytes(32).toString('base64') }]
+    encryptionKeyEphemeral = true
+  }
+
+  const redisTlsFiles = [env.REDIS_TLS_CA_FILE, env.REDIS_TLS_CERT_FILE, env.REDIS_TLS_KEY_FILE, env.REDIS_TLS_SERVERNAME]
+  const rediss = env.REDIS_URL.startsWith('rediss://')
+  if (!rediss && !env.REDIS_URL.startsWith('redis://')) problems.push('REDIS_URL must start with redis:// or rediss://')
+  if (!rediss && redisTlsFiles.some((v) => v !== undefined)) {
+    problems.push('REDIS_TLS_* is set but REDIS_URL is not rediss://: refusing to connect in plaintext')
+  }
+  if ((env.REDIS_TLS_CERT_FILE === undefined) !== (env.REDIS_TLS_KEY_FILE === undefined)) {
+    problems.push('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together')
+  }
+  const redisTls = rediss
+    ? {
+        ca: readPem('REDIS_TLS_CA_FILE', env.REDIS_TLS_CA_FILE, problems),
+        cert: readPem('REDIS_TLS_CERT_FILE', env.REDIS_TLS_CERT_FILE, problems),
+        key: readPem('REDIS_TLS_KEY_FILE', env.REDIS_TLS_KEY_FILE, problems),
+        servername: env.REDIS_TLS_SERVERNAME,
+      }
+    : undefined
+
+  const sslFiles = [env.DATABASE_SSL_CA_FILE, env.DATABASE_SSL_CERT_FILE, env.DATABASE_SSL_KEY_FILE]
+  if (env.DATABASE_SSL_MODE === undefined && sslFiles.some((v) => v !== undefined)) {
+    problems.push('DATABASE_SSL_*_FILE needs DATABASE_SSL_MODE (verify-full, verify-ca or require)')
+  }
+  if (env.DATABASE_SSL_MODE === 'disable' && sslFiles.some((v) => v !== undefined)) {
+    problems.push('DATABASE_SSL_*_FILE is set but DATABASE_SSL_MODE=disable')
+  }
+  if ((env.DATABASE_SSL_CERT_FILE === undefined) !== (env.DATABASE_SSL_KEY_FILE === undefined)) {
+    problems.push('DATABASE_SSL_CERT_FILE and DATABASE_SSL_KEY_FILE go together')
+  }
+  const databaseSsl =
+    env.DATABASE_SSL_MODE === undefined
+      ? undefined
+      : {
+          mode: env.DATABASE_SSL_MODE,
+          ca: readPem('DATABASE_SSL_CA_FILE', env.DATABASE_SSL_CA_FILE, problems),
+          cert: readPem('DATABASE_SSL_CERT_FILE', env.DATABASE_SSL_CERT_FILE, problems),
+          key: readPem('DATABASE_SSL_KEY_FILE', env.DATABASE_SSL_KEY_FILE, problems),
+        }
+
+  if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
+  return { apiKeys, metricsKeys, encryptionKeys, encryptionKeyEphemeral, redisTls, databaseSsl }
+}
 
 const schemaKeys = Object.keys(EnvSchema.properties)
 
@@ -182,6 +535,8 @@ export function loadConfig(
   overrides: Record<string, string | undefined> = {},
   options: {
     requireDatabaseUrl?: boolean
+    /** False for tools that never touch the cache (npm run migrate): CACHE_ENCRYPTION_KEYS is then not required. */
+    requireCacheKeys?: boolean
     source?: Record<string, string | undefined>
     /** Defaults that the environment may still override (npm run dev's pretty logs, say). */
     defaults?: Record<string, string>
@@ -201,7 +556,7 @@ export function loadConfig(
       .map((e) => `${e.instancePath.slice(1) || '(root)'} ${e.message} (got ${JSON.stringify(raw[e.instancePath.slice(1)])})`)
     throw new ConfigError(`Invalid configuration:\n  - ${[...new Set(problems)].join('\n  - ')}`)
   }
-  const config = toConfig(value)
+  const config = toConfig(value, { requireCacheKeys: options.requireCacheKeys })
   if (config.redis.poolMin > config.redis.poolMax) {
     throw new ConfigError('Invalid configuration:\n  - REDIS_POOL_MIN must not exceed REDIS_POOL_MAX')
   }

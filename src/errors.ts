@@ -26,6 +26,9 @@ export const Errors = {
   StoreUnavailable: createError('SESSION_STORE_UNAVAILABLE', 'Session store unavailable', 503),
   CacheUnavailable: createError('SESSION_CACHE_UNAVAILABLE', 'Session cache unavailable; the invalidation will be retried', 503),
   ShuttingDown: createError('SHUTTING_DOWN', 'Service is shutting down', 503),
+  // Load shedding: answered at once rather than queued, so a flood cannot starve the requests that can be served.
+  StoreBusy: createError('SESSION_STORE_BUSY', 'Too many session lookups are waiting for the session store', 503),
+  Overloaded: createError('OVERLOADED', 'Service is overloaded', 503),
   // 500: a bug
   Internal: createError('INTERNAL_ERROR', 'Internal error', 500),
 } as const

@@ -1,18 +1,23 @@
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
+import { tracingHandle } from './telemetry/tracing-state.js'
 
 /**
  * Starts the service: config → app → listen. On SIGTERM/SIGINT readiness turns 503 first, in-flight requests finish,
  * then the pools close and the process exits 0; past SHUTDOWN_TIMEOUT_MS it exits 1 whatever is still running.
  */
 export async function start(config: Config, hooks: { afterClose?: () => Promise<void> } = {}): Promise<void> {
+  // Imported here, not at the top: tracing (when on) must be started before the app's modules (fastify, ioredis, pg)
+  // are first loaded, so that its instrumentations can wrap them.
+  const { buildApp } = await import('./app.js')
   const app = await buildApp(config)
   closeWithGrace({ delay: config.shutdownTimeoutMs, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'fatal error; shutting down')
     else app.log.info({ signal }, 'shutting down: draining in-flight requests')
     app.markDraining()
     await app.close()
+    // Spans still buffered are exported before the process exits (a no-op when tracing is off).
+    await tracingHandle()?.shutdown()
     await hooks.afterClose?.()
     app.log.info({}, 'shutdown complete')
   })
@@ -22,6 +27,8 @@ export async function start(config: Config, hooks: { afterClose?: () => Promise<
 const isEntryPoint = import.meta.url === `file://${process.argv[1]}`
 if (isEntryPoint) {
   try {
+    // The tracing bootstrap (a no-op when already loaded with --import, or when no OTLP endpoint is set).
+    await import('./telemetry/tracing.js')
     await start(loadConfig())
   } catch (err) {
     console.error(err instanceof ConfigError ? err.message : err)

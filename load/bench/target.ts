@@ -9,7 +9,8 @@
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { buildApp } from '../../src/app.js'
-import { decodeAnswer } from '../../src/cache/codec.js'
+import { createCacheCipher } from '../../src/cache/cipher.js'
+import { createAnswerCodec } from '../../src/cache/codec.js'
 import { keyScheme } from '../../src/cache/keys.js'
 import { loadConfig } from '../../src/config.js'
 import type { SessionCache } from '../../src/domain/ports.js'
@@ -42,9 +43,12 @@ async function leanRedis() {
   const app = Fastify({ logger: false })
   const redis = new Redis(config.redis.url, { enableAutoPipelining: true })
   const keys = keyScheme(config.redis.keyPrefix)
+  // Values are sealed (AES-256-GCM): the lean path opens them as the service does (remembering what it opened).
+  const codec = createAnswerCodec(createCacheCipher(config.cache.encryptionKeys), { memoEntries: config.cache.decryptMemoEntries })
   app.post('/validate', { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse } } }, async (request) => {
-    const raw = await redis.get(keys.entry(hashToken((request.body as { token: string }).token)))
-    const answer = raw ? decodeAnswer(raw) : null
+    const hash = hashToken((request.body as { token: string }).token)
+    const raw = await redis.get(keys.entry(hash))
+    const answer = raw ? codec.decode(hash, raw) : null
     if (answer?.valid) return { valid: true, session: answer.entry.session, user: answer.entry.user, source: 'redis' }
     return { valid: false, reason: 'not_found' }
   })

@@ -2,7 +2,7 @@ import type CircuitBreaker from 'opossum'
 import type { Redis } from 'ioredis'
 import type { FillOutcome, SessionCache } from '../domain/ports.js'
 import type { InvalidationTarget, SessionAnswer } from '../domain/session.js'
-import { decodeAnswer, encodeAnswer } from './codec.js'
+import type { AnswerCodec } from './codec.js'
 import type { KeyScheme } from './keys.js'
 import { EXTEND, FILL, INVALIDATE } from './scripts.js'
 
@@ -35,19 +35,24 @@ const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
 
 /**
  * SessionCache over Redis. Every operation runs through the breaker (which runs it on a pooled connection); a hit is
- * one GET, a fill or an invalidation is one script call.
+ * one GET and one decryption (codec.ts), a fill or an invalidation is one script call.
  */
-export function createRedisSessionCache(runner: GuardedRunner, keys: KeyScheme, tombstoneTtlMs: number): SessionCache {
+export function createRedisSessionCache(
+  runner: GuardedRunner,
+  keys: KeyScheme,
+  tombstoneTtlMs: number,
+  codec: AnswerCodec,
+): SessionCache {
   const run = runner.fire.bind(runner) as (op: CacheOp, ...args: unknown[]) => Promise<unknown>
 
   return {
     async get(tokenHash) {
       const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as string | null
-      return raw === null ? null : decodeAnswer(raw)
+      return raw === null ? null : codec.decode(tokenHash, raw)
     },
 
     async fill(tokenHash, answer: SessionAnswer, ttlMs): Promise<FillOutcome> {
-      const value = encodeAnswer(answer)
+      const value = codec.encode(tokenHash, answer)
       const ttl = Math.max(1, Math.floor(ttlMs))
       const written = answer.valid
         ? await run(

@@ -65,11 +65,24 @@ export interface ErrorHandlerOptions {
   counted(code: string): void
 }
 
+const SHED: ReadonlySet<string> = new Set([new Errors.StoreBusy().code, new Errors.Overloaded().code])
+const SHED_LOG_INTERVAL_MS = 10_000
+
 export function registerErrorHandling(app: FastifyInstance, options: ErrorHandlerOptions): void {
+  const lastShedLog = new Map<string, number>()
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const answer = toCatalogued(err, options.tokenMaxLength, options.bodyLimit)
     const statusCode = answer.statusCode ?? 500
-    if (statusCode >= 500) {
+    if (SHED.has(answer.code)) {
+      // Load shedding answers come in floods by nature: counted (below) and summarised by their source, never logged
+      // one line each, so an attack cannot turn into a log flood.
+      const now = Date.now()
+      if (now - (lastShedLog.get(answer.code) ?? 0) >= SHED_LOG_INTERVAL_MS) {
+        lastShedLog.set(answer.code, now)
+        request.log.warn({ code: answer.code }, 'shedding load: requests answered 503 (at most one line per code every 10 s)')
+      }
+      reply.header('retry-after', String(options.retryAfterSeconds))
+    } else if (statusCode >= 500) {
       request.log.error({ err, code: answer.code }, 'request failed')
       if (statusCode === 503) reply.header('retry-after', String(options.retryAfterSeconds))
     } else {

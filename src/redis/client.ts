@@ -1,10 +1,54 @@
 import { Redis, type RedisOptions } from 'ioredis'
 import type { Log } from '../service/observer.js'
 
+export interface RedisTlsOptions {
+  ca?: string
+  cert?: string
+  key?: string
+  servername?: string
+}
+
 export interface RedisClientOptions {
   url: string
   commandTimeoutMs: number
   connectTimeoutMs: number
+  /** ACL user and password; they win over credentials in the URL. */
+  username?: string
+  password?: string
+  /** For rediss:// URLs: what to verify the server against, and an optional client certificate. */
+  tls?: RedisTlsOptions
+}
+
+/**
+ * Connection options from the URL plus explicit credentials and TLS. ioredis lets the URL's credentials win over the
+ * options object, so explicit ones are taken out of the URL. TLS always verifies the certificate chain and host name
+ * (no option turns that off), and a rediss:// URL never falls back to plaintext.
+ */
+export function connectionOptions(options: RedisClientOptions): { url: string; extra: RedisOptions } {
+  const extra: RedisOptions = {}
+  let url = options.url
+  if (options.username !== undefined || options.password !== undefined) {
+    const parsed = new URL(url)
+    if (options.username !== undefined) {
+      parsed.username = ''
+      extra.username = options.username
+    }
+    if (options.password !== undefined) {
+      parsed.password = ''
+      extra.password = options.password
+    }
+    url = parsed.toString()
+  }
+  if (url.startsWith('rediss://')) {
+    const tls = options.tls ?? {}
+    extra.tls = {
+      rejectUnauthorized: true,
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+      ...(tls.servername ? { servername: tls.servername } : {}),
+    }
+  }
+  return { url, extra }
 }
 
 /** Reconnect delay: exponential from 50 ms, capped at 2 s, with full jitter, so a down Redis is never hammered. */
@@ -18,7 +62,9 @@ export function reconnectDelay(attempt: number): number {
  * attempt per command, a command timeout, and autopipelining so concurrent requests share one write.
  */
 export function createRedisClient(options: RedisClientOptions, log: Log, extra: RedisOptions = {}): Redis {
-  const client = new Redis(options.url, {
+  const connection = connectionOptions(options)
+  const client = new Redis(connection.url, {
+    ...connection.extra,
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -26,6 +72,8 @@ export function createRedisClient(options: RedisClientOptions, log: Log, extra: 
     connectTimeout: options.connectTimeoutMs,
     enableAutoPipelining: true,
     connectionName: 'studio-session-cache',
+    // No CLIENT SETINFO on connect: one command fewer for the ACL user to be granted (ops/redis/users.acl).
+    disableClientInfo: true,
     retryStrategy: reconnectDelay,
     ...extra,
   })

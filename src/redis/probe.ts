@@ -56,7 +56,37 @@ export function summariseInfo(info: string): Omit<RedisProbe, 'connected' | 'err
   }
 }
 
+/** The INFO figures the metrics poller exports (counters as Redis reports them, since its start). */
+export interface RedisInfoFigures {
+  usedMemoryBytes: number | null
+  maxmemoryBytes: number | null
+  connectedClients: number | null
+  evictedKeys: number | null
+  expiredKeys: number | null
+}
+
+export function infoFigures(info: string): RedisInfoFigures {
+  const f = parseInfo(info)
+  const num = (key: string) => {
+    const value = Number(f.get(key))
+    return f.has(key) && Number.isFinite(value) ? value : null
+  }
+  return {
+    usedMemoryBytes: num('used_memory'),
+    maxmemoryBytes: num('maxmemory'),
+    connectedClients: num('connected_clients'),
+    evictedKeys: num('evicted_keys'),
+    expiredKeys: num('expired_keys'),
+  }
+}
+
 const infoOp = (client: Redis) => client.info()
+
+/** INFO through the pool (not the breaker: a poll must neither be skipped by it nor count towards opening it). */
+export function readInfo(pool: RedisPool): Promise<string> {
+  return withConnection(pool, infoOp)
+}
+
 const pingOp = (client: Redis) => client.ping()
 const getOp = (client: Redis, key: string) => client.get(key)
 const setOp = (client: Redis, key: string) => client.set(key, '1', 'PX', 10_000)

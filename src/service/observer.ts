@@ -11,6 +11,8 @@ export interface Log {
 export type CacheWriteKind = 'fill' | 'extend' | 'invalidate'
 /** written; tombstoned (an invalidation forbade it); skipped (cache unavailable); failed (after every retry). */
 export type CacheWriteOutcome = 'written' | 'tombstoned' | 'skipped' | 'failed'
+/** hit: a valid answer; negative: a cached not-valid answer; miss: not cached; error: the cache could not be read. */
+export type CacheLookupOutcome = 'hit' | 'negative' | 'miss' | 'error'
 
 /**
  * What the service reports as it works. Telemetry implements it (metrics); the service never imports telemetry.
@@ -18,7 +20,10 @@ export type CacheWriteOutcome = 'written' | 'tombstoned' | 'skipped' | 'failed'
  */
 export interface ServiceObserver {
   validated(source: AnswerSource, result: 'valid' | InvalidReason, seconds: number): void
-  cacheLookup(outcome: 'hit' | 'miss' | 'error'): void
+  /** Once per validation. The hash stays in the process: telemetry exports at most a short prefix of it. */
+  cacheLookup(outcome: CacheLookupOutcome, tokenHash: string): void
+  /** A not-valid answer was written to the cache (negative caching). */
+  negativeCached(): void
   singleFlightJoined(): void
   cacheWrite(kind: CacheWriteKind, outcome: CacheWriteOutcome): void
   invalidated(kind: InvalidationTarget['kind'], entries: number, revoked: number): void

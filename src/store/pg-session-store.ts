@@ -4,6 +4,13 @@ import type { InvalidationTarget, SessionRecord } from '../domain/session.js'
 import { Errors } from '../errors.js'
 import type { Log } from '../service/observer.js'
 
+export interface PgSslOptions {
+  mode: 'disable' | 'require' | 'verify-ca' | 'verify-full'
+  ca?: string
+  cert?: string
+  key?: string
+}
+
 export interface PgStoreOptions {
   url: string
   schema: string
@@ -11,6 +18,34 @@ export interface PgStoreOptions {
   connectTimeoutMs: number
   statementTimeoutMs: number
   idleTimeoutMs: number
+  /** Explicit TLS settings (DATABASE_SSL_*); they win over any ssl parameter in the URL. */
+  ssl?: PgSslOptions
+}
+
+const URL_SSL_PARAMS = ['ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslpassword', 'uselibpqcompat']
+
+/**
+ * The connection string and `ssl` option for pg, libpq's sslmode names mapped onto Node's TLS options. pg lets ssl
+ * parameters in the connection string override the `ssl` option, so when the mode is explicit they are removed from
+ * the URL. With TLS asked for, a server that cannot do it fails the connection: pg never falls back to plaintext.
+ */
+export function pgConnectionOptions(url: string, ssl: PgSslOptions | undefined): { connectionString: string; ssl?: pg.ClientConfig['ssl'] } {
+  if (!ssl) return { connectionString: url }
+  const parsed = new URL(url)
+  for (const param of URL_SSL_PARAMS) parsed.searchParams.delete(param)
+  const connectionString = parsed.toString()
+  const material = { ...(ssl.ca ? { ca: ssl.ca } : {}), ...(ssl.cert ? { cert: ssl.cert, key: ssl.key } : {}) }
+  switch (ssl.mode) {
+    case 'disable':
+      return { connectionString, ssl: false }
+    case 'require':
+      // Encrypted, but the server is not authenticated (libpq's meaning): documented as not protecting from MITM.
+      return { connectionString, ssl: { ...material, rejectUnauthorized: false } }
+    case 'verify-ca':
+      return { connectionString, ssl: { ...material, rejectUnauthorized: true, checkServerIdentity: () => undefined } }
+    case 'verify-full':
+      return { connectionString, ssl: { ...material, rejectUnauthorized: true } }
+  }
 }
 
 interface Row {
@@ -33,7 +68,7 @@ export type QueryObserver = (name: string, ok: boolean, seconds: number) => void
 /** Creates the pg.Pool the store runs on. Exported so the composition root owns (and closes) it. */
 export function createPgPool(options: PgStoreOptions, log: Log): pg.Pool {
   const pool = new pg.Pool({
-    connectionString: options.url,
+    ...pgConnectionOptions(options.url, options.ssl),
     max: options.poolMax,
     connectionTimeoutMillis: options.connectTimeoutMs,
     idleTimeoutMillis: options.idleTimeoutMs,

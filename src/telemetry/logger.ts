@@ -18,11 +18,25 @@ export const REDACT_PATHS = [
   '*.apiKey',
   'password',
   '*.password',
+  // Key material, should a config object ever be logged (it never is on purpose).
+  'secret',
+  '*.secret',
+  'apiKeys',
+  '*.apiKeys',
+  'metricsKeys',
+  '*.metricsKeys',
+  'encryptionKeys',
+  '*.encryptionKeys',
 ]
 
-export function loggerOptions(config: { level: string; pretty: boolean }): LoggerOptions {
+/**
+ * `mixin` adds fields to every line; the app passes the trace mixin (trace_id, span_id while a span is active) only
+ * when tracing is on, so with tracing off no log line pays for it.
+ */
+export function loggerOptions(config: { level: string; pretty: boolean }, extra: { mixin?: () => object } = {}): LoggerOptions {
   return {
     level: config.level,
+    ...(extra.mixin ? { mixin: extra.mixin } : {}),
     base: { service: 'studio-session-cache' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: () => `,"time":"${new Date().toISOString()}"`,

@@ -1,7 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { AnswerSource, InvalidReason } from '../domain/session.js'
 import type { BreakerEvent, BreakerState } from '../redis/breaker.js'
-import type { CacheWriteKind, CacheWriteOutcome, ServiceObserver } from '../service/observer.js'
+import type { RedisInfoFigures } from '../redis/probe.js'
+import type { SlowlogEntry } from '../redis/slowlog.js'
+import type { CacheLookupOutcome, CacheWriteKind, CacheWriteOutcome, Log, ServiceObserver } from '../service/observer.js'
+import { createKeyWatch, type KeyWatchOptions } from './key-watch.js'
 
 /** Sub-millisecond hits up to multi-second stalls, so histogram_quantile can read p50 through p99.9. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -9,15 +12,35 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
 export interface PoolStatsSource {
-  redisPool(): { size: number; available: number; borrowed: number; pending: number }
+  redisPool(): { size: number; available: number; borrowed: number; pending: number; max?: number }
+  /** The pg.Pool's figures, when there is one to report. */
+  pgPool?(): { total: number; idle: number; waiting: number; max: number }
 }
 
+export interface MetricsOptions {
+  /** Hot keys and miss spikes (off when absent, or topK is 0). */
+  keyWatch?: KeyWatchOptions
+  /** Export the Redis INFO figures (the poller in app.ts feeds them through redisInfo()). */
+  redisInfo?: boolean
+  /** For hot-key and miss-spike lines. */
+  log?: Log
+}
+
+/** Breaker events counted from start (at 0), so rate() and the dashboard have a series before the first one. */
+const BREAKER_EVENTS = ['open', 'halfOpen', 'close', 'reject', 'timeout', 'failure', 'fallback'] as const
+
 /**
- * One registry per app (tests build many). Labels are small closed sets: never a token, hash or user id.
+ * One registry per app (tests build many). Labels are small closed sets: never a token, hash or user id. (The one
+ * exception in kind, session_hot_key_requests's `key`, is 8 hex characters of a token's hash, never more, for at most
+ * TELEMETRY_HOT_KEYS_TOP_K series at a time.)
  */
-export function createMetrics(pools: PoolStatsSource) {
+export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = {}) {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
+  // Gauges named *_total fail `promtool check metrics`; the per-type gauges (nodejs_active_handles{type}, ...) remain.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name)
+  }
 
   const validations = new Counter({
     name: 'session_validations_total',
@@ -37,6 +60,16 @@ export function createMetrics(pools: PoolStatsSource) {
   const cacheErrors = new Counter({
     name: 'session_cache_errors_total',
     help: 'Cache reads that failed (Redis down, slow, or breaker open) and fell through to Postgres.',
+    registers: [registry],
+  })
+  const negativeHits = new Counter({
+    name: 'session_negative_cache_hits_total',
+    help: 'Validations answered not valid from a cached negative answer (unknown, expired, revoked...), without Postgres.',
+    registers: [registry],
+  })
+  const negativeFills = new Counter({
+    name: 'session_negative_cache_fills_total',
+    help: 'Not-valid answers written to the cache (NEGATIVE_CACHE_TTL_SECONDS), so repeats skip Postgres.',
     registers: [registry],
   })
   const singleFlight = new Counter({
@@ -74,6 +107,14 @@ export function createMetrics(pools: PoolStatsSource) {
     labelNames: ['code'] as const,
     registers: [registry],
   })
+  const cacheUndecodable = new Counter({
+    name: 'session_cache_undecodable_total',
+    help:
+      'Cached values that could not be opened and were treated as misses, by reason: unknown_key (sealed with a key ' +
+      'no longer in CACHE_ENCRYPTION_KEYS), rejected (tampered, moved, or a wrong key), malformed.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  })
   const breakerState = new Gauge({
     name: 'circuit_breaker_state',
     help: 'Breaker state: 0 closed, 1 half-open, 2 open.',
@@ -82,7 +123,9 @@ export function createMetrics(pools: PoolStatsSource) {
   })
   const breakerEvents = new Counter({
     name: 'circuit_breaker_events_total',
-    help: 'Breaker events: open, halfOpen, close, reject, timeout, failure.',
+    help:
+      'Breaker events: open, halfOpen, close, reject (skipped while open), timeout, failure, and fallback (a cache ' +
+      'read that failed or was skipped, answered from Postgres instead).',
     labelNames: ['breaker', 'event'] as const,
     registers: [registry],
   })
@@ -113,7 +156,87 @@ export function createMetrics(pools: PoolStatsSource) {
   gauge('redis_pool_available', 'Redis connections idle in the pool.', () => pools.redisPool().available)
   gauge('redis_pool_borrowed', 'Redis connections lent out.', () => pools.redisPool().borrowed)
   gauge('redis_pool_pending', 'Callers waiting for a Redis connection.', () => pools.redisPool().pending)
+  gauge('redis_pool_max', 'Most Redis connections the pool opens (REDIS_POOL_MAX).', () => pools.redisPool().max ?? 0)
+  if (pools.pgPool) {
+    const pg = pools.pgPool
+    gauge('postgres_pool_size', 'Postgres connections open.', () => pg().total)
+    gauge('postgres_pool_available', 'Postgres connections idle in the pool.', () => pg().idle)
+    gauge('postgres_pool_borrowed', 'Postgres connections running a query.', () => pg().total - pg().idle)
+    gauge('postgres_pool_pending', 'Queries waiting for a Postgres connection.', () => pg().waiting)
+    gauge('postgres_pool_max', 'Most Postgres connections the pool opens (DATABASE_POOL_MAX).', () => pg().max)
+  }
   breakerState.labels('redis').set(0)
+  for (const event of BREAKER_EVENTS) breakerEvents.labels('redis', event).inc(0)
+  const breakerFallback = breakerEvents.labels('redis', 'fallback')
+
+  // Redis INFO, refreshed by a poller (never by a request). The *_total series count what this process has seen
+  // since it started (Redis's own counters restart with it); redis_up is 0 after a failed poll.
+  const info = options.redisInfo
+    ? {
+        up: new Gauge({ name: 'redis_up', help: '1 when the last Redis INFO poll succeeded, 0 when it failed.', registers: [registry] }),
+        usedMemory: new Gauge({ name: 'redis_memory_used_bytes', help: 'Redis used_memory (INFO).', registers: [registry] }),
+        maxMemory: new Gauge({ name: 'redis_memory_max_bytes', help: 'Redis maxmemory (INFO); 0 means no limit.', registers: [registry] }),
+        clients: new Gauge({ name: 'redis_connected_clients', help: 'Clients connected to Redis, all of them (INFO).', registers: [registry] }),
+        evicted: new Counter({
+          name: 'redis_evicted_keys_total',
+          help: 'Keys Redis evicted for maxmemory, seen by this process since it started (INFO evicted_keys).',
+          registers: [registry],
+        }),
+        expired: new Counter({
+          name: 'redis_expired_keys_total',
+          help: 'Keys Redis expired, seen by this process since it started (INFO expired_keys).',
+          registers: [registry],
+        }),
+        last: { evicted: undefined as number | undefined, expired: undefined as number | undefined },
+      }
+    : undefined
+  const slowlogEntries = new Counter({
+    name: 'redis_slowlog_entries_total',
+    help: 'New Redis SLOWLOG entries, by command name (unknown: entries rotated out between two polls).',
+    labelNames: ['command'] as const,
+    registers: [registry],
+  })
+  const slowlogDuration = new Counter({
+    name: 'redis_slowlog_duration_seconds_total',
+    help: 'Total execution time of the new Redis SLOWLOG entries, by command name.',
+    labelNames: ['command'] as const,
+    registers: [registry],
+  })
+
+  // Hot keys and miss spikes over a window; gauges describe the last complete window.
+  const watching = options.keyWatch && options.keyWatch.topK > 0 ? options.keyWatch : undefined
+  const missSpikes = new Counter({
+    name: 'session_miss_spikes_total',
+    help: 'Times one session missed the cache TELEMETRY_MISS_SPIKE_THRESHOLD times within one window (a stampede).',
+    registers: [registry],
+  })
+  const hotKeyRequests = new Gauge({
+    name: 'session_hot_key_requests',
+    help: 'Lookups of the most requested sessions in the last window, by rank and key (8 hex chars of the token hash).',
+    labelNames: ['rank', 'key'] as const,
+    registers: [registry],
+  })
+  const mostMisses = new Gauge({
+    name: 'session_key_misses_max',
+    help: 'Most cache misses of one session in the last window.',
+    registers: [registry],
+  })
+  const hitRatio = new Gauge({
+    name: 'session_cache_hit_ratio',
+    help: 'Cache hits / lookups in the last window (NaN when there were none).',
+    registers: [registry],
+  })
+  hitRatio.set(Number.NaN)
+  const keyWatch = watching
+    ? createKeyWatch(watching, (key, misses) => {
+        missSpikes.inc()
+        options.log?.warn(
+          { key, misses, threshold: watching.missSpikeThreshold },
+          'miss spike: one session keeps missing the cache (a stampede, an invalidation loop, or a token being hammered)',
+        )
+      })
+    : undefined
+  const windowStart = { hits: 0, misses: 0 }
 
   // Children bound once: the hot path does no label hashing.
   const validationChild = new Map<string, ReturnType<typeof validations.labels>>()
@@ -137,15 +260,24 @@ export function createMetrics(pools: PoolStatsSource) {
       child.inc()
       durationChild[source].observe(seconds)
     },
-    cacheLookup(outcome) {
-      if (outcome === 'hit') {
+    cacheLookup(outcome: CacheLookupOutcome, tokenHash: string) {
+      if (outcome === 'hit' || outcome === 'negative') {
         counts.hits++
         cacheHits.inc()
+        if (outcome === 'negative') negativeHits.inc()
+        keyWatch?.lookup(tokenHash, true)
       } else {
         counts.misses++
         cacheMisses.inc()
-        if (outcome === 'error') cacheErrors.inc()
+        if (outcome === 'error') {
+          cacheErrors.inc()
+          breakerFallback.inc()
+        }
+        keyWatch?.lookup(tokenHash, false)
       }
+    },
+    negativeCached() {
+      negativeFills.inc()
     },
     singleFlightJoined() {
       singleFlight.inc()
@@ -177,6 +309,56 @@ export function createMetrics(pools: PoolStatsSource) {
     },
     errorAnswered(code: string) {
       errors.labels(code).inc()
+    },
+    /** A Redis INFO poll's figures, or null when it failed. */
+    redisInfo(figures: RedisInfoFigures | null) {
+      if (!info) return
+      if (!figures) {
+        info.up.set(0)
+        return
+      }
+      info.up.set(1)
+      if (figures.usedMemoryBytes !== null) info.usedMemory.set(figures.usedMemoryBytes)
+      if (figures.maxmemoryBytes !== null) info.maxMemory.set(figures.maxmemoryBytes)
+      if (figures.connectedClients !== null) info.clients.set(figures.connectedClients)
+      for (const [name, counter] of [
+        ['evicted', info.evicted],
+        ['expired', info.expired],
+      ] as const) {
+        const now = name === 'evicted' ? figures.evictedKeys : figures.expiredKeys
+        if (now === null) continue
+        const before = info.last[name]
+        // The first poll sets the baseline; a smaller figure means Redis restarted and counts from 0 again.
+        if (before !== undefined) counter.inc(now >= before ? now - before : now)
+        info.last[name] = now
+      }
+    },
+    /** New SLOWLOG entries; `missed` of them rotated out of the log before they could be read. */
+    slowlog(entries: readonly SlowlogEntry[], missed: number) {
+      for (const entry of entries) {
+        slowlogEntries.labels(entry.command).inc()
+        slowlogDuration.labels(entry.command).inc(entry.durationMicros / 1e6)
+      }
+      if (missed > 0) slowlogEntries.labels('unknown').inc(missed)
+    },
+    /**
+     * Closes the hot-key window (a timer in app.ts calls it, and tests): updates the window gauges and returns what
+     * it saw, for the log line.
+     */
+    closeWindow() {
+      const hits = counts.hits - windowStart.hits
+      const misses = counts.misses - windowStart.misses
+      windowStart.hits = counts.hits
+      windowStart.misses = counts.misses
+      hitRatio.set(hits + misses === 0 ? Number.NaN : hits / (hits + misses))
+      const seen = keyWatch?.rotate()
+      hotKeyRequests.reset()
+      seen?.hot.forEach((entry, i) => hotKeyRequests.labels(String(i + 1), entry.key).set(entry.requests))
+      mostMisses.set(seen?.mostMissed?.misses ?? 0)
+      return { lookups: hits + misses, hits, hot: seen?.hot ?? [], mostMissed: seen?.mostMissed }
+    },
+    cacheUndecodable(reason: 'unknown_key' | 'rejected' | 'malformed') {
+      cacheUndecodable.labels(reason).inc()
     },
   }
 }

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import pino from 'pino'
+import { createCacheCipher } from '../../src/cache/cipher.js'
+import { createAnswerCodec } from '../../src/cache/codec.js'
 import { createRedisSessionCache, defineCacheScripts, type GuardedRunner } from '../../src/cache/redis-session-cache.js'
 import { keyScheme } from '../../src/cache/keys.js'
 import { createGuardedRunner } from '../../src/redis/guarded-runner.js'
@@ -24,7 +26,8 @@ sessionCacheContract('Redis (pool + breaker + scripts)', async (tombstoneTtlMs) 
     silent,
     { commandDone: () => undefined, breakerEvent: () => undefined },
   )
-  const cache = createRedisSessionCache(breaker as unknown as GuardedRunner, keyScheme(prefix), tombstoneTtlMs)
+  const codec = createAnswerCodec(createCacheCipher([{ id: 'c1', secret: randomBytes(32).toString('base64') }]))
+  const cache = createRedisSessionCache(breaker as unknown as GuardedRunner, keyScheme(prefix), tombstoneTtlMs, codec)
   return {
     cache,
     async close() {

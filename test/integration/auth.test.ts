@@ -157,3 +157,42 @@ describe('with no SERVICE_API_KEYS', () => {
     expect((await t.invalidate({ sessionId: two.sessionId }, bearer('anything'))).statusCode).toBe(200)
   })
 })
+
+describe('key ids', () => {
+  it('names the key a caller used by its id (given as `id:key`, or derived from the hash), never the key', async () => {
+    const named = `studio-${randomBytes(8).toString('hex')}`
+    const bare = `bare-${randomBytes(8).toString('hex')}`
+    t = await startTestApp({ db, env: { SERVICE_API_KEYS: `studio:${named},${bare}` } })
+    const one = await db.insertSession()
+    const two = await db.insertSession()
+    expect((await t.invalidate({ sessionId: one.sessionId }, bearer(named))).statusCode).toBe(200)
+    expect((await t.invalidate({ sessionId: two.sessionId }, bearer(bare))).statusCode).toBe(200)
+    const keyIds = t.logs.entries().filter((e) => e.msg === 'sessions invalidated').map((e) => e.keyId)
+    expect(keyIds[0]).toBe('studio')
+    expect(keyIds[1]).toMatch(/^key-[0-9a-f]{8}$/)
+    expect(t.app.internals.config.http.apiKeys.map((k) => k.id)).toEqual(keyIds)
+    // `id:key` means the key is only what follows the id: the whole string is not a key.
+    expectUnauthorized(await t.invalidate({ sessionId: one.sessionId }, bearer(`studio:${named}`)))
+    for (const secret of [named, bare]) expect(t.logs.text()).not.toContain(secret)
+  })
+})
+
+describe('with METRICS_API_KEYS', () => {
+  const M = `metrics-${randomBytes(8).toString('hex')}`
+
+  it('guards /metrics with its own keys: a service key is not one of them; health stays open', async () => {
+    t = await startTestApp({ db, env: { SERVICE_API_KEYS: `studio:${K1}`, METRICS_API_KEYS: `prometheus:${M}` } })
+    expectUnauthorized(await t.app.inject({ method: 'GET', url: '/metrics' }))
+    expectUnauthorized(await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(K1) }))
+    const scraped = await t.app.inject({ method: 'GET', url: '/metrics', headers: bearer(M) })
+    expect(scraped.statusCode).toBe(200)
+    expect(scraped.body).toContain('session_validations_total')
+    // A metrics key opens nothing else.
+    const { sessionId } = await db.insertSession()
+    expectUnauthorized(await t.invalidate({ sessionId }, bearer(M)))
+    for (const url of ['/health/live', '/health/ready', '/health/redis']) {
+      expect((await t.app.inject({ method: 'GET', url })).statusCode, url).toBe(200)
+    }
+    expect(t.logs.text()).not.toContain(M)
+  })
+})

@@ -51,8 +51,11 @@ function invalidateAccepts(body: unknown): boolean {
   return !('revoke' in body) || typeof body.revoke === 'boolean'
 }
 
-/** secure-json-parse refuses prototype-poisoning keys as invalid JSON, whatever the schema would have said. */
-const poisoned = (text: string) => /"(__proto__|constructor)"/.test(text)
+/**
+ * secure-json-parse refuses prototype-poisoning keys as invalid JSON, whatever the schema would have said. Keys only:
+ * a token whose value is "constructor" is an ordinary token (an escaped quote inside a string never matches).
+ */
+const poisoned = (text: string) => /"(__proto__|constructor)"\s*:/.test(text)
 
 // --- arbitraries
 

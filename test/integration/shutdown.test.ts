@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import http from 'node:http'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -115,6 +116,8 @@ beforeAll(async () => {
       DATABASE_STATEMENT_TIMEOUT_MS: '15000',
       REDIS_URL: TEST_REDIS_URL,
       REDIS_KEY_PREFIX: KEY_PREFIX,
+      // Production refuses to start without it (cached user fields are encrypted).
+      CACHE_ENCRYPTION_KEYS: `t:${randomBytes(32).toString('base64')}`,
       SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
+import { Redis, type RedisOptions } from 'ioredis'
 import { buildApp, type AppOverrides } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import type { TestDatabase } from './database.js'
@@ -14,14 +14,21 @@ export interface TestAppOptions {
   redisUrl?: string
   /** Validate every app.inject response against openapi.yaml (default true); false for a test that sends off-contract. */
   openapi?: boolean
+  /** Where `redis` (the inspection connection) connects, when the app's own URL and user are not enough (ACL, TLS). */
+  inspect?: { url: string; options?: RedisOptions }
 }
+
+/**
+ * One cache encryption key per test process, so that apps sharing a key prefix (several instances in one test) can
+ * open each other's values, as instances of one deployment do.
+ */
+const TEST_CACHE_KEY = `test:${randomBytes(32).toString('base64')}`
 
 /**
  * Builds the real app against the test's own schema and its own Redis key prefix, with logs captured at debug so
  * tests can search every line. `redis` is a separate, plain connection for inspecting what the service wrote.
  */
 export async function startTestApp(options: TestAppOptions) {
-  const prefix = `ssc-test-${randomBytes(5).toString('hex')}:`
   const redisUrl = options.redisUrl ?? TEST_REDIS_URL
   const config = loadConfig(
     {
@@ -29,17 +36,24 @@ export async function startTestApp(options: TestAppOptions) {
       DATABASE_URL: options.db.url,
       DATABASE_SCHEMA: options.db.schema,
       REDIS_URL: redisUrl,
-      REDIS_KEY_PREFIX: prefix,
+      REDIS_KEY_PREFIX: `ssc-test-${randomBytes(5).toString('hex')}:`,
       LOG_LEVEL: 'debug',
+      CACHE_ENCRYPTION_KEYS: TEST_CACHE_KEY,
       ...options.env,
     },
     { source: {} },
   )
+  const prefix = config.redis.keyPrefix
   const logs = captureLogs()
   const app = await buildApp(config, { ...options.overrides, logStream: logs.stream })
   await app.ready()
   if (options.openapi !== false) checkResponsesAgainstOpenApi(app)
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+  const redis = new Redis(options.inspect?.url ?? redisUrl, {
+    ...options.inspect?.options,
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+  })
   await redis.connect().catch(() => undefined)
 
   async function validate(token: unknown, headers: Record<string, string> = {}) {

@@ -7,9 +7,9 @@ import { TEST_DATABASE_URL } from './env.js'
 /**
  * A schema of its own for one test file, migrated, dropped at the end: runs never see each other's rows.
  */
-export async function createTestDatabase() {
+export async function createTestDatabase(url = TEST_DATABASE_URL) {
   const schema = `ssc_t_${randomBytes(5).toString('hex')}`
-  const pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 4 })
+  const pool = new pg.Pool({ connectionString: url, max: 4 })
   const client = await pool.connect()
   try {
     await migrate(client, schema)
@@ -56,7 +56,7 @@ export async function createTestDatabase() {
 
   return {
     schema,
-    url: TEST_DATABASE_URL,
+    url,
     pool,
     insertUser,
     insertSession,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import net from 'node:net'
+import tls from 'node:tls'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { REDIS_SERVER_BIN } from './env.js'
@@ -10,6 +11,23 @@ export interface RedisServerOptions {
   args?: string[]
   /** Longest wait for the server to answer PING after a (re)start. */
   startTimeoutMs?: number
+  /** Credentials the readiness check logs in with (a server started with an ACL that requires them). */
+  auth?: { username: string; password: string }
+  /** TLS only: the server listens with --tls-port (and no plaintext port) using these PEM files. */
+  tls?: {
+    certFile: string
+    keyFile: string
+    caFile: string
+    /** tls-auth-clients: whether clients must present a certificate signed by caFile (default 'no'). */
+    authClients?: 'yes' | 'no' | 'optional'
+    /** What the readiness check presents and trusts (PEM text). */
+    client: { ca: string; cert?: string; key?: string }
+  }
+}
+
+interface ProbeOptions {
+  auth?: RedisServerOptions['auth']
+  tls?: { ca: string; cert?: string; key?: string }
 }
 
 /** Lowest port the kernel hands out for outgoing connections (Linux), or the IANA default. */
@@ -51,9 +69,12 @@ export async function freePort(): Promise<number> {
  * timeout. Checking the pid (not just PING) means a server that lost the port to another process is never mistaken
  * for ready.
  */
-function answersAs(port: number, pid: number, timeoutMs = 250): Promise<boolean> {
+function answersAs(port: number, pid: number, probe: ProbeOptions = {}, timeoutMs = probe.tls ? 1000 : 250): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
+    const socket = probe.tls
+      ? tls.connect({ host: '127.0.0.1', port, ...probe.tls })
+      : net.connect({ host: '127.0.0.1', port })
+    const hello = probe.auth ? `AUTH ${probe.auth.username} ${probe.auth.password}\r\nINFO server\r\n` : 'INFO server\r\n'
     let reply = ''
     const done = (ok: boolean) => {
       socket.destroy()
@@ -61,7 +82,7 @@ function answersAs(port: number, pid: number, timeoutMs = 250): Promise<boolean>
     }
     socket.setTimeout(timeoutMs, () => done(false))
     socket.once('error', () => done(false))
-    socket.once('connect', () => socket.write('INFO server\r\n'))
+    socket.once(probe.tls ? 'secureConnect' : 'connect', () => socket.write(hello))
     socket.on('data', (chunk) => {
       reply += chunk.toString()
       if (reply.startsWith('-')) return done(false)
@@ -88,7 +109,14 @@ export async function startRedisServer(options: RedisServerOptions = {}) {
   process.once('exit', killOnExit)
 
   async function launch(): Promise<void> {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])]
+    const listen = options.tls
+      ? [
+          '--port', '0', '--tls-port', String(port),
+          '--tls-cert-file', options.tls.certFile, '--tls-key-file', options.tls.keyFile,
+          '--tls-ca-cert-file', options.tls.caFile, '--tls-auth-clients', options.tls.authClients ?? 'no',
+        ]
+      : ['--port', String(port)]
+    const args = [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])]
     const proc = spawn(REDIS_SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child = proc
     let exited = false
@@ -99,7 +127,7 @@ export async function startRedisServer(options: RedisServerOptions = {}) {
     proc.once('error', (err) => (output += `\nspawn error: ${err.message}`))
     const deadline = Date.now() + startTimeoutMs
     while (Date.now() < deadline && !exited) {
-      if (proc.pid !== undefined && (await answersAs(port, proc.pid))) return
+      if (proc.pid !== undefined && (await answersAs(port, proc.pid, { auth: options.auth, tls: options.tls?.client }))) return
       await sleep(25)
     }
     proc.kill('SIGKILL')
@@ -135,7 +163,7 @@ export async function startRedisServer(options: RedisServerOptions = {}) {
 
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     /** Started and not stopped (nor dead by itself). */
     get running() {
       return child !== undefined && child.exitCode === null && child.signalCode === null

@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../../src/config.js'
 
+/** A valid cache key (production, the default NODE_ENV, requires one). */
+const CACHE_KEY = `k1:${Buffer.alloc(32, 7).toString('base64')}`
+
 const load = (env: Record<string, string>, requireDatabaseUrl = true) =>
-  loadConfig(env, { source: {}, requireDatabaseUrl })
+  loadConfig({ CACHE_ENCRYPTION_KEYS: CACHE_KEY, ...env }, { source: {}, requireDatabaseUrl })
 
 describe('configuration', () => {
   it('defaults to the audit’s settings', () => {
@@ -22,10 +25,11 @@ describe('configuration', () => {
   })
 
   it('converts strings from the environment to typed values', () => {
-    const config = load({ DATABASE_URL: 'postgres://db/x', PORT: '8080', SLIDING_TTL_ENABLED: 'true', SERVICE_API_KEYS: ' a , b,,c ' })
+    // NODE_ENV=test: production refuses service keys shorter than 16 characters.
+    const config = load({ NODE_ENV: 'test', DATABASE_URL: 'postgres://db/x', PORT: '8080', SLIDING_TTL_ENABLED: 'true', SERVICE_API_KEYS: ' a , b,,c ' })
     expect(config.port).toBe(8080)
     expect(config.cache.slidingTtl).toBe(true)
-    expect(config.http.apiKeys).toEqual(['a', 'b', 'c'])
+    expect(config.http.apiKeys.map((k) => k.key)).toEqual(['a', 'b', 'c'])
   })
 
   it('treats an empty value as unset', () => {
@@ -50,7 +54,10 @@ describe('configuration', () => {
   })
 
   it('lets overrides win over the environment, and the environment over launcher defaults', () => {
-    const config = loadConfig({ PORT: '3001' }, { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x' }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } })
+    const config = loadConfig(
+      { PORT: '3001' },
+      { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } },
+    )
     expect(config.port).toBe(3001)
     expect(config.log).toEqual({ level: 'warn', pretty: true })
   })
