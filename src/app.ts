@@ -28,6 +28,7 @@ import { createInvalidator } from './service/invalidator.js'
 import { createValidator } from './service/validator.js'
 import { boundStore } from './store/bounded-store.js'
 import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
+import { lazyChildLoggerFactory } from './telemetry/lazy-child-logger.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
 import { createMetrics } from './telemetry/metrics.js'
 import { startPoller, type Poller } from './telemetry/poller.js'
@@ -65,6 +66,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
+    childLoggerFactory: lazyChildLoggerFactory,
     // No per-request lines at info: they cost throughput on the hot path; debug turns them on (below).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     requestIdHeader: false,

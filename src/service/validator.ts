@@ -117,17 +117,24 @@ export function createValidator(deps: ValidatorDeps) {
     return flight
   }
 
-  async function validate(tokenHash: string): Promise<Validation> {
+  /**
+   * The L1 tier alone, synchronously: undefined when it has no answer. Callers try it before validate() because an
+   * answer that needs no await is measurably cheaper to send (the response is written within the same tick).
+   */
+  function validateLocally(tokenHash: string): Validation | undefined {
+    const kept = local?.get(tokenHash)
+    if (!kept) return undefined
     const started = performance.now()
-    if (local) {
-      const kept = local.get(tokenHash)
-      if (kept) {
-        const answer = stillValid(kept, now())
-        observer.cacheLookup(kept.valid ? 'hit' : 'negative', tokenHash)
-        observer.validated('l1', answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
-        return { ...answer, source: 'l1' }
-      }
-    }
+    const answer = stillValid(kept, now())
+    observer.cacheLookup(kept.valid ? 'hit' : 'negative', tokenHash)
+    observer.validated('l1', answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
+    return { ...answer, source: 'l1' }
+  }
+
+  async function validate(tokenHash: string): Promise<Validation> {
+    const fromLocal = validateLocally(tokenHash)
+    if (fromLocal) return fromLocal
+    const started = performance.now()
     const generation = local?.generation() ?? 0
     let cached: SessionAnswer | null = null
     try {
@@ -156,6 +163,7 @@ export function createValidator(deps: ValidatorDeps) {
 
   return {
     validate,
+    validateLocally,
     /** Called on every invalidation, before it is acknowledged: later requests no longer join earlier reads. */
     noteInvalidation() {
       epoch++
