@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { Log } from '../service/observer.js'
 import { createBreaker, type BreakerEvent, type BreakerOptions, type BreakerState } from './breaker.js'
-import { withConnection, type RedisPool } from './pool.js'
+import { createTurnLease, type RedisPool } from './pool.js'
 
 export type PooledOp = (client: Redis, ...args: never[]) => Promise<unknown>
 
@@ -11,13 +11,14 @@ export interface RunnerHooks {
   breakerEvent(event: BreakerEvent, state: BreakerState): void
 }
 
-/** Breaker → pool → connection: the one path by which the cache reaches Redis. */
+/** Breaker → pool (a connection leased per event-loop turn) → connection: the one path by which the cache reaches Redis. */
 export function createGuardedRunner(pool: RedisPool, options: BreakerOptions, log: Log, hooks: RunnerHooks) {
+  const lease = createTurnLease(pool)
   async function action(op: PooledOp, ...args: unknown[]): Promise<unknown> {
     const started = performance.now()
     let ok = false
     try {
-      const reply = await withConnection(pool, op as (c: Redis, ...a: unknown[]) => Promise<unknown>, ...args)
+      const reply = await lease.run(op as (c: Redis, ...a: unknown[]) => Promise<unknown>, ...args)
       ok = true
       return reply
     } finally {

@@ -286,6 +286,9 @@ describe('Redis slowed through a proxy', () => {
       REDIS_COMMAND_TIMEOUT_MS: String(commandTimeoutMs),
       BREAKER_TIMEOUT_MS: '5000',
       BREAKER_VOLUME_THRESHOLD: '8',
+      // Once open it must stay open while this test looks at it: with a short reset timeout the breaker can open and
+      // turn half-open between two checks, and a half-open probe against the slow Redis takes a full timeout.
+      BREAKER_RESET_TIMEOUT_MS: '10000',
     })
     const good = await db.insertSession()
     await app.validate(good.token)
