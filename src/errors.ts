@@ -42,8 +42,3 @@ const CATALOGUED_CODES: ReadonlySet<string> = new Set(Object.values(Errors).map(
 export function isCatalogued(err: { code?: string }): boolean {
   return err.code !== undefined && CATALOGUED_CODES.has(err.code)
 }
-
-/** True for errors whose meaning is "try again later" (they carry Retry-After). */
-export function isUnavailable(err: { statusCode?: number }): boolean {
-  return err.statusCode === 503
-}
