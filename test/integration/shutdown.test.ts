@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
-import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../support/env.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
+import { freePort } from '../../src/dev/free-port.js'
 
 /**
  * The real server (src/server.ts, its signal handling and close-with-grace) as a child process. Postgres is reached
@@ -28,13 +28,6 @@ let port: number
 const output: string[] = []
 let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port: free } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return free
-}
 
 interface Answer {
   status: number

@@ -9,6 +9,7 @@ import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_REDIS_URL } from '../support/env.js'
 import { eventually } from '../support/gate.js'
+import { freePort } from '../../src/dev/free-port.js'
 
 /**
  * The tracing bootstrap for real: the server as a child process (`node --import …/tracing.ts src/server.ts`, as in
@@ -31,13 +32,6 @@ interface OtlpSpan {
   attributes?: Array<{ key: string; value: Record<string, unknown> }>
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 /** An OTLP/HTTP receiver: keeps every JSON body posted to /v1/traces. */
 async function startReceiver() {
