@@ -28,6 +28,7 @@ import { createInvalidator } from './service/invalidator.js'
 import { createValidator } from './service/validator.js'
 import { boundStore } from './store/bounded-store.js'
 import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
+import { wireRevocation } from './wiring/revocation.js'
 import { lazyChildLoggerFactory } from './telemetry/lazy-child-logger.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
 import { createMetrics } from './telemetry/metrics.js'
@@ -91,6 +92,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     log,
     defineCacheScripts,
   )
+  // Fastify runs onClose hooks last-registered first: each resource registers its close where it is opened, so
+  // whatever is built on it afterwards is closed before it.
+  app.addHook('onClose', () => closeRedisPool(redisPool))
   const metrics = createMetrics(
     {
       redisPool: () => poolStats(redisPool),
@@ -115,6 +119,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     breakerEvent: metrics.breakerEvent,
   })
   const pgPool = createPgPool({ ...config.database, url: config.database.url ?? '' }, log)
+  app.addHook('onClose', () => pgPool.end())
   const baseStore = createPgSessionStore(pgPool, config.database.schema, metrics.pgQueryDone)
   // Lookups are bounded (concurrency and a shedding queue) outside any test wrapper, so a wrapper sees what Postgres sees.
   const store = boundStore(
@@ -136,7 +141,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   const cache = overrides.wrapCache ? overrides.wrapCache(baseCache) : baseCache
   // The L1 tier and the subscriber that keeps it coherent exist only when it is turned on.
   const local = config.cache.localTtlMs > 0 ? createLocalSessionCache(config.cache.localMaxEntries) : undefined
-  const subscriber = local ? createRedisClient(config.redis, log) : undefined
+  // Every instance hears every invalidation (epoch; L1 when on), so the subscriber exists whether or not L1 does.
+  const subscriber = createRedisClient(config.redis, log)
+  app.addHook('onClose', () => closeRedisClient(subscriber))
+  // Postgres drives every revocation; the feed applies outbox rows through the invalidator (bound below).
+  const revocation = wireRevocation(app, {
+    config,
+    pgPool,
+    metrics,
+    log,
+    pgQueryDone: metrics.pgQueryDone,
+    apply: (targets) => invalidator.applyRevocation(targets),
+    forgetLocal: () => invalidator.forgetLocal(),
+    cacheAvailable: () => !breaker.opened,
+    now: overrides.now,
+  })
 
   // --- service
   const writes = createBackgroundWrites(
@@ -148,6 +167,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     cache,
     local,
     cacheAvailable: () => !breaker.opened,
+    cacheTrusted: revocation.feed.trusted,
     store,
     writes,
     observer: metrics.observer,
@@ -160,12 +180,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       fillDeadlineMs: tombstoneTtlMs / 2,
       slidingTtl: config.cache.slidingTtl,
       slidingMinIntervalMs: config.cache.slidingMinIntervalSeconds * 1000,
+      slidingIdleMs: config.cache.slidingIdleSeconds * 1000,
       localTtlMs: config.cache.localTtlMs,
     },
   })
-  if (local && subscriber) {
-    startInvalidationFeed(subscriber, keys.invalidationChannel, local, log, validator.noteInvalidation)
-  }
+  startInvalidationFeed(subscriber, keys.invalidationChannel, local, log, validator.noteInvalidation)
   const invalidator = createInvalidator({
     cache,
     local,
@@ -264,6 +283,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       cacheCounts: metrics.cacheCounts,
       draining: () => draining,
       local,
+      revocation: revocation.status,
     })
 
   // --- http
@@ -355,9 +375,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     // Writes already started (fills, invalidation retries) finish or give up before their connections close.
     await Promise.race([writes.settle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     breaker.shutdown()
-    if (subscriber) await closeRedisClient(subscriber)
-    await closeRedisPool(redisPool)
-    await pgPool.end()
   })
 
   return Object.assign(app, {
@@ -365,7 +382,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       draining = true
     },
-    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, telemetry: { closeWindow: closeTelemetryWindow } },
+    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, telemetry: { closeWindow: closeTelemetryWindow } },
   })
 }
 

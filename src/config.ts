@@ -155,6 +155,46 @@ export const EnvSchema = Type.Object({
   CACHE_WRITE_RETRY_BASE_MS: Int(20, 1, 10_000, 'Base of the exponential backoff (full jitter) between write attempts.'),
   SLIDING_TTL_ENABLED: Bool(false, 'Extend a cached session on access (never past expires_at).'),
   SLIDING_TTL_MIN_INTERVAL_SECONDS: Int(60, 1, 86_400, 'At most one extension per session per interval.'),
+  SLIDING_TTL_IDLE_SECONDS: Int(
+    120,
+    1,
+    86_400,
+    'With SLIDING_TTL_ENABLED, a cached session unused for this long leaves the cache; use extends it, but never past ' +
+      'CACHE_TTL_SECONDS from its Postgres read. Must exceed SLIDING_TTL_MIN_INTERVAL_SECONDS and not exceed CACHE_TTL_SECONDS.',
+  ),
+
+  DATABASE_LISTEN_URL: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'Session-mode Postgres connection for LISTEN (the revocation feed); default DATABASE_URL. Set it when ' +
+        'DATABASE_URL goes through a transaction-mode pooler (Supavisor port 6543, PgBouncer transaction pooling), ' +
+        'where LISTEN hears nothing: e.g. Supavisor port 5432 or the direct database host.',
+    }),
+  ),
+  REVOCATION_POLL_INTERVAL_MS: Int(
+    2000,
+    100,
+    60_000,
+    'The backstop: the revocation outbox is read this often even when LISTEN works. With a lost LISTEN connection a ' +
+      'revocation reaches this instance within about this long, so keep it under the 5 s bound.',
+  ),
+  REVOCATION_RETRY_MS: Int(250, 10, 60_000, 'A revocation the cache refused (Redis unreachable) is retried this often; Redis is not trusted meanwhile.'),
+  REVOCATION_HOLE_GRACE_MS: Int(
+    10_000,
+    100,
+    600_000,
+    'An outbox id not yet readable below the newest one seen (a transaction still open) is waited for this long by the position; its NOTIFY applies it whenever it commits.',
+  ),
+  REVOCATION_LISTEN_RECONNECT_MAX_MS: Int(1000, 50, 60_000, 'Longest wait between reconnection attempts of the LISTEN connection (backoff from 50 ms).'),
+  REVOCATION_OUTBOX_RETENTION_SECONDS: Int(
+    3600,
+    60,
+    30 * 86_400,
+    'Outbox rows older than this are pruned. Must exceed CACHE_TTL_SECONDS + 60: a row may only go once no cached ' +
+      'entry can still concern it.',
+  ),
+  REVOCATION_PRUNE_INTERVAL_SECONDS: Int(60, 1, 86_400, 'How often an instance prunes the outbox (bounded batches; several instances may).'),
 
   L1_CACHE_TTL_MS: Int(
     0,
@@ -329,6 +369,15 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
       password: env.REDIS_PASSWORD,
       tls: secure.redisTls,
     },
+    revocation: {
+      listenUrl: env.DATABASE_LISTEN_URL ?? env.DATABASE_URL,
+      pollIntervalMs: env.REVOCATION_POLL_INTERVAL_MS,
+      retryMs: env.REVOCATION_RETRY_MS,
+      holeGraceMs: env.REVOCATION_HOLE_GRACE_MS,
+      reconnectMaxMs: env.REVOCATION_LISTEN_RECONNECT_MAX_MS,
+      retentionSeconds: env.REVOCATION_OUTBOX_RETENTION_SECONDS,
+      pruneIntervalSeconds: env.REVOCATION_PRUNE_INTERVAL_SECONDS,
+    },
     breaker: {
       timeoutMs: env.BREAKER_TIMEOUT_MS,
       errorThresholdPercentage: env.BREAKER_ERROR_THRESHOLD_PERCENT,
@@ -344,6 +393,7 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
       writeRetryBaseMs: env.CACHE_WRITE_RETRY_BASE_MS,
       slidingTtl: env.SLIDING_TTL_ENABLED,
       slidingMinIntervalSeconds: env.SLIDING_TTL_MIN_INTERVAL_SECONDS,
+      slidingIdleSeconds: env.SLIDING_TTL_IDLE_SECONDS,
       localTtlMs: env.L1_CACHE_TTL_MS,
       localMaxEntries: env.L1_CACHE_MAX_ENTRIES,
       encryptionKeys: secure.encryptionKeys,
@@ -562,6 +612,18 @@ export function loadConfig(
   }
   if (config.http.requireKeyForValidate && config.http.apiKeys.length === 0) {
     throw new ConfigError('Invalid configuration:\n  - REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS (otherwise /validate would stay open)')
+  }
+  if (config.cache.slidingTtl && (config.cache.slidingIdleSeconds <= config.cache.slidingMinIntervalSeconds || config.cache.slidingIdleSeconds > config.cache.ttlSeconds)) {
+    throw new ConfigError(
+      'Invalid configuration:\n  - SLIDING_TTL_IDLE_SECONDS must exceed SLIDING_TTL_MIN_INTERVAL_SECONDS (or an entry in use expires ' +
+        'between two extensions) and not exceed CACHE_TTL_SECONDS',
+    )
+  }
+  if (config.revocation.retentionSeconds < config.cache.ttlSeconds + 60) {
+    throw new ConfigError(
+      'Invalid configuration:\n  - REVOCATION_OUTBOX_RETENTION_SECONDS must be at least CACHE_TTL_SECONDS + 60: a revocation must stay ' +
+        'readable for as long as an entry it concerns can be cached',
+    )
   }
   if ((options.requireDatabaseUrl ?? true) && !config.database.url) {
     throw new ConfigError('Invalid configuration:\n  - DATABASE_URL is required (npm run dev starts an embedded Postgres instead)')

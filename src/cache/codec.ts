@@ -6,10 +6,10 @@ import type { CacheCipher, OpenFailure } from './cipher.js'
  * The cached value: compact JSON, never the token, and nothing personal in clear. Everything but the two ids is sealed
  * with AES-256-GCM (cipher.ts) in one piece, so a hit costs exactly one decryption:
  *
- *   valid     {"v":2,"sid":"<session id>","uid":"<user id>","p":"<key id>.<base64>"}
- *             sealed: [createdAt, expiresAt, lastActivityAt, expiresAtMs, email, firstName, lastName, username]
+ *   valid     {"v":3,"sid":"<session id>","uid":"<user id>","p":"<key id>.<base64>"}
+ *             sealed: [createdAt, expiresAt, lastActivityAt, expiresAtMs, email, firstName, lastName, username, readAtMs]
  *             bound to: "<token hash>|<sid>|<uid>"
- *   not valid {"v":2,"p":"<key id>.<base64>"}
+ *   not valid {"v":3,"p":"<key id>.<base64>"}
  *             sealed: the reason; bound to: "<token hash>"
  *
  * `sid` and `uid` stay readable because the invalidation script (scripts.ts) cjson-decodes values to clean the
@@ -25,9 +25,9 @@ import type { CacheCipher, OpenFailure } from './cipher.js'
  * token's key does not match (the hash is compared). `memoEntries` bounds it (least recently used go first).
  */
 
-type Sealed = [string, string, string | null, number, string, string | null, string | null, string | null]
+type Sealed = [string, string, string | null, number, string, string | null, string | null, string | null, number]
 interface Wire {
-  v: 2
+  v: 3
   sid?: string
   uid?: string
   p: string
@@ -48,8 +48,8 @@ const isStrOrNull = (v: unknown): v is string | null => v === null || typeof v =
 
 function wellFormed(s: unknown): s is Sealed {
   return (
-    Array.isArray(s) && s.length === 8 && isStr(s[0]) && isStr(s[1]) && isStrOrNull(s[2]) && typeof s[3] === 'number' &&
-    isStr(s[4]) && isStrOrNull(s[5]) && isStrOrNull(s[6]) && isStrOrNull(s[7])
+    Array.isArray(s) && s.length === 9 && isStr(s[0]) && isStr(s[1]) && isStrOrNull(s[2]) && typeof s[3] === 'number' &&
+    isStr(s[4]) && isStrOrNull(s[5]) && isStrOrNull(s[6]) && isStrOrNull(s[7]) && typeof s[8] === 'number'
   )
 }
 
@@ -73,11 +73,11 @@ export function createAnswerCodec(cipher: CacheCipher, options: AnswerCodecOptio
   }
 
   function seal(tokenHash: string, answer: SessionAnswer): string {
-    if (!answer.valid) return JSON.stringify({ v: 2, p: cipher.seal(answer.reason, tokenHash) } satisfies Wire)
-    const { session: s, user: u, expiresAtMs } = answer.entry
-    const sealed: Sealed = [s.createdAt, s.expiresAt, s.lastActivityAt, expiresAtMs, u.email, u.firstName, u.lastName, u.username]
+    if (!answer.valid) return JSON.stringify({ v: 3, p: cipher.seal(answer.reason, tokenHash) } satisfies Wire)
+    const { session: s, user: u, expiresAtMs, readAtMs } = answer.entry
+    const sealed: Sealed = [s.createdAt, s.expiresAt, s.lastActivityAt, expiresAtMs, u.email, u.firstName, u.lastName, u.username, readAtMs]
     const wire: Wire = {
-      v: 2,
+      v: 3,
       sid: s.id,
       uid: s.userId,
       p: cipher.seal(JSON.stringify(sealed), `${tokenHash}|${s.id}|${s.userId}`),
@@ -92,7 +92,7 @@ export function createAnswerCodec(cipher: CacheCipher, options: AnswerCodecOptio
     } catch {
       return fail('malformed')
     }
-    if (wire === null || typeof wire !== 'object' || wire.v !== 2 || !isStr(wire.p)) return fail('malformed')
+    if (wire === null || typeof wire !== 'object' || wire.v !== 3 || !isStr(wire.p)) return fail('malformed')
     const { sid, uid } = wire
     if (sid === undefined) {
       const reason = cipher.open(wire.p, tokenHash)
@@ -115,6 +115,7 @@ export function createAnswerCodec(cipher: CacheCipher, options: AnswerCodecOptio
         session: { id: sid, userId: uid, createdAt: s[0], expiresAt: s[1], lastActivityAt: s[2] },
         user: { id: uid, email: s[4], firstName: s[5], lastName: s[6], username: s[7] },
         expiresAtMs: s[3],
+        readAtMs: s[8],
       },
     }
   }

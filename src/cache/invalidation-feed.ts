@@ -16,26 +16,27 @@ export function parseInvalidation(message: string): InvalidationTarget | null {
 }
 
 /**
- * Keeps the L1 tier coherent across instances: a dedicated subscriber connection evicts what any instance
- * invalidates. The tier answers only while the subscription is live; on any loss it is emptied and suspended, and it
- * resumes (empty) once subscribed again.
+ * Every instance hears every invalidation, whichever instance (or outbox event) made it: a dedicated subscriber
+ * connection bumps the single-flight epoch (so no request joins a read older than an invalidation it follows) and,
+ * when there is an L1 tier, evicts from it. The L1 tier answers only while the subscription is live; on any loss it
+ * is emptied and suspended, and it resumes (empty) once subscribed again.
  */
 export function startInvalidationFeed(
   subscriber: Redis,
   channel: string,
-  local: LocalSessionCache,
+  local: LocalSessionCache | undefined,
   log: Log,
-  onInvalidation: () => void = () => undefined,
+  onInvalidation: () => void,
 ) {
   const lose = (why: string) => {
-    if (local.active) log.warn({ why }, 'L1 cache suspended: invalidation feed lost')
-    local.suspend()
+    if (local?.active) log.warn({ why }, 'L1 cache suspended: invalidation feed lost')
+    local?.suspend()
   }
   subscriber.on('message', (ch: string, message: string) => {
     if (ch !== channel) return
     const target = parseInvalidation(message)
-    if (target) local.evict(target)
-    else local.suspend() // an unreadable message could have been an invalidation: drop everything to be safe
+    if (target) local?.evict([target])
+    else local?.suspend() // an unreadable message could have been an invalidation: drop everything to be safe
     onInvalidation()
   })
   subscriber.on('close', () => lose('connection closed'))
@@ -44,6 +45,7 @@ export function startInvalidationFeed(
     subscriber
       .subscribe(channel)
       .then(() => {
+        if (!local) return
         local.resume()
         log.info({}, 'L1 cache active: subscribed to the invalidation feed')
       })

@@ -12,16 +12,20 @@ export function createLocalSessionCache(maxEntries: number) {
   let generation = 0
   let active = false
 
-  function evictMatching(target: InvalidationTarget): void {
-    if (target.kind === 'token') {
-      entries.delete(target.tokenHash)
-      return
+  function evictMatching(targets: InvalidationTarget[]): void {
+    const sessions = new Set<string>()
+    const users = new Set<string>()
+    for (const target of targets) {
+      if (target.kind === 'token') entries.delete(target.tokenHash)
+      else if (target.kind === 'session') sessions.add(target.sessionId)
+      else users.add(target.userId)
     }
-    // Invalidations are rare and the tier is small: a scan is cheaper than keeping reverse indexes on the hot path.
+    if (sessions.size === 0 && users.size === 0) return
+    // Invalidations are rare and the tier is small: one scan is cheaper than keeping reverse indexes on the hot path.
     for (const [hash, answer] of entries.entries()) {
       if (!answer.valid) continue
       const session = answer.entry.session
-      if (target.kind === 'session' ? session.id === target.sessionId : session.userId === target.userId) entries.delete(hash)
+      if (sessions.has(session.id) || users.has(session.userId)) entries.delete(hash)
     }
   }
 
@@ -34,9 +38,13 @@ export function createLocalSessionCache(maxEntries: number) {
       if (!active || seenGeneration !== generation || ttlMs <= 0) return
       entries.set(tokenHash, answer, { ttl: Math.floor(ttlMs) })
     },
-    evict(target) {
+    evict(targets) {
       generation++
-      evictMatching(target)
+      evictMatching(targets)
+    },
+    evictAll() {
+      generation++
+      entries.clear()
     },
     suspend() {
       generation++

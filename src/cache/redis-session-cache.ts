@@ -8,8 +8,8 @@ import { EXTEND, FILL, INVALIDATE } from './scripts.js'
 
 interface ScriptedClient extends Redis {
   sscFill(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>
-  sscExtend(entry: string, userIndex: string, sessionIndex: string, ttlMs: number): Promise<number>
-  sscInvalidate(prefix: string, ttlMs: number, kind: string, id: string, channel: string): Promise<number>
+  sscExtend(entry: string, userIndex: string, sessionIndex: string, ttlMs: number, tokenHash: string): Promise<number>
+  sscInvalidate(...args: (string | number)[]): Promise<number>
 }
 
 /** Registers this cache's scripts on a new connection (the pool calls it for each one it opens). */
@@ -26,10 +26,11 @@ export type GuardedRunner = CircuitBreaker<[CacheOp, ...unknown[]], unknown>
 const getOp = (client: Redis, key: string) => client.get(key)
 const fillOp = (client: Redis, numKeys: number, ...rest: (string | number)[]) =>
   (client as ScriptedClient).sscFill(numKeys, ...rest)
-const extendOp = (client: Redis, entry: string, userIndex: string, sessionIndex: string, ttlMs: number) =>
-  (client as ScriptedClient).sscExtend(entry, userIndex, sessionIndex, ttlMs)
-const invalidateOp = (client: Redis, prefix: string, ttlMs: number, kind: string, id: string, channel: string) =>
-  (client as ScriptedClient).sscInvalidate(prefix, ttlMs, kind, id, channel)
+const extendOp = (client: Redis, entry: string, userIndex: string, sessionIndex: string, ttlMs: number, tokenHash: string) =>
+  (client as ScriptedClient).sscExtend(entry, userIndex, sessionIndex, ttlMs, tokenHash)
+const invalidateOp = (client: Redis, ...args: (string | number)[]) => (client as ScriptedClient).sscInvalidate(...args)
+/** Targets per script call: a user with thousands of sessions, or a bulk revocation, must not block Redis at once. */
+const TARGETS_PER_CALL = 200
 
 const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
 
@@ -79,19 +80,21 @@ export function createRedisSessionCache(
         keys.userIndex(answer.entry.session.userId),
         keys.sessionIndex(answer.entry.session.id),
         Math.max(1, Math.floor(ttlMs)),
+        tokenHash,
       )
     },
 
-    async invalidate(target: InvalidationTarget) {
-      const id = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
-      return (await run(
-        invalidateOp as CacheOp,
-        keys.prefix,
-        tombstoneTtlMs,
-        KIND_CODE[target.kind],
-        id,
-        keys.invalidationChannel,
-      )) as number
+    async invalidate(targets: InvalidationTarget[]) {
+      let removed = 0
+      for (let at = 0; at < targets.length; at += TARGETS_PER_CALL) {
+        const args: (string | number)[] = [keys.prefix, tombstoneTtlMs, keys.invalidationChannel]
+        for (const target of targets.slice(at, at + TARGETS_PER_CALL)) {
+          const id = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
+          args.push(KIND_CODE[target.kind], id)
+        }
+        removed += (await run(invalidateOp as CacheOp, ...args)) as number
+      }
+      return removed
     },
 
     async close() {

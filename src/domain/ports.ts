@@ -1,10 +1,16 @@
+import type { OutboxPosition, RevocationEvent } from './revocation.js'
 import type { InvalidationTarget, SessionAnswer, SessionRecord } from './session.js'
 
 /** The truth: the Studio's platform tables. Every method throws (never answers) when the store is unreachable. */
 export interface SessionStore {
   findByTokenHash(tokenHash: string): Promise<SessionRecord | null>
-  /** Sets revoked_at on the targeted sessions that are not revoked yet; returns how many it changed. */
-  revoke(target: InvalidationTarget): Promise<number>
+  /**
+   * Sets revoked_at on the targeted sessions that are not revoked yet. Returns how many it changed, and the token
+   * hashes of every targeted session that is not expired (revoked now or before), for the cache to drop.
+   */
+  revoke(target: InvalidationTarget): Promise<{ revoked: number; tokenHashes: string[] }>
+  /** The token hashes of the targeted sessions that are not expired: what the cache may hold for them. */
+  tokenHashes(target: InvalidationTarget): Promise<string[]>
   ping(): Promise<void>
   close(): Promise<void>
 }
@@ -22,8 +28,12 @@ export interface SessionCache {
   fill(tokenHash: string, answer: SessionAnswer, ttlMs: number): Promise<FillOutcome>
   /** Extends a cached valid entry (and its indexes) to ttlMs from now. */
   extend(tokenHash: string, answer: SessionAnswer & { valid: true }, ttlMs: number): Promise<void>
-  /** Removes every cached entry of the target and leaves tombstones; returns how many entries it removed. */
-  invalidate(target: InvalidationTarget): Promise<number>
+  /**
+   * Removes every cached entry of the targets (found by token hash, or through the cache's own session and user
+   * indexes), leaves tombstones and announces each target to every instance, in one atomic step. Returns how many
+   * entries it removed.
+   */
+  invalidate(targets: InvalidationTarget[]): Promise<number>
   close(): Promise<void>
 }
 
@@ -37,5 +47,20 @@ export interface LocalCache {
   get(tokenHash: string): SessionAnswer | undefined
   /** Stores the answer unless an invalidation was seen since `generation` was read, or the tier is suspended. */
   set(tokenHash: string, answer: SessionAnswer, ttlMs: number, generation: number): void
-  evict(target: InvalidationTarget): void
+  evict(targets: InvalidationTarget[]): void
+  /** Drops everything (the outbox had a gap: any entry may be stale). */
+  evictAll(): void
+}
+
+/** The revocation outbox that Postgres triggers write (store/migrations/002-revocation-outbox.ts). Reads throw when
+ * Postgres is unreachable. */
+export interface RevocationOutbox {
+  /** Rows with an id above `afterId`, oldest first, at most `limit`. */
+  readAfter(afterId: number, limit: number): Promise<RevocationEvent[]>
+  readById(id: number): Promise<RevocationEvent | null>
+  position(): Promise<OutboxPosition>
+  /** The highest id written before `atMs` (0 when none): where a starting instance begins to replay. */
+  lastIdBefore(atMs: number): Promise<number>
+  /** Deletes rows written before `beforeMs`, at most `limit`, recording the highest id pruned; returns how many. */
+  prune(beforeMs: number, limit: number): Promise<number>
 }

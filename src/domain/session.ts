@@ -23,6 +23,8 @@ export interface ValidEntry {
   session: SessionView
   user: UserView
   expiresAtMs: number
+  /** When Postgres was read for it: no copy of this answer may live past readAtMs + the cache TTL. */
+  readAtMs: number
 }
 
 /** What the cache holds for a token hash, and what the validator answers before a source is attached. */

@@ -14,6 +14,14 @@ export interface HealthDeps {
   draining: () => boolean
   /** The L1 tier, when it is turned on. */
   local?: { readonly active: boolean; readonly size: number }
+  /** The revocation feed: the LISTEN connection's state and how far the outbox has been applied. */
+  revocation?: () => {
+    listener: string
+    lastAppliedId: number | null
+    pendingEvents: number
+    distrustedUntil: string | null
+    lagSeconds: number | null
+  }
 }
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy'
@@ -61,9 +69,12 @@ export async function healthReport(deps: HealthDeps) {
   ])
   const state = breakerState(deps.breaker as unknown as CircuitBreaker)
   const redisUsable = redis.connected && state !== 'open'
+  const feed = deps.revocation?.()
+  // Revocations still arrive by the poll while LISTEN is down, a little later: degraded, not unhealthy.
+  const feedWell = !feed || (feed.listener === 'listening' && feed.pendingEvents === 0 && feed.distrustedUntil === null)
   const status: HealthStatus = deps.draining()
     ? 'unhealthy'
-    : redisUsable && postgresConnected
+    : redisUsable && postgresConnected && feedWell
       ? 'healthy'
       : redisUsable || postgresConnected
         ? 'degraded'
@@ -84,6 +95,17 @@ export async function healthReport(deps: HealthDeps) {
       l1: deps.local ? { enabled: true, active: deps.local.active, size: deps.local.size } : { enabled: false },
     },
     performance: { pingMs, getMs, setMs },
+    ...(feed
+      ? {
+          revocationFeed: {
+            state: feed.listener,
+            lastAppliedId: feed.lastAppliedId,
+            pendingEvents: feed.pendingEvents,
+            distrustedUntil: feed.distrustedUntil,
+            lagSeconds: feed.lagSeconds,
+          },
+        }
+      : {}),
   }
 }
 

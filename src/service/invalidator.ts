@@ -23,37 +23,72 @@ export interface InvalidationResult {
 }
 
 /**
- * Postgres first (the truth), then the cache. When the cache cannot be reached the caller gets a 503 to retry, and the
- * invalidation is retried in the background too, so an entry cannot outlive an outage and come back valid.
+ * The one invalidation path, for /invalidate and for the revocation outbox alike.
+ *
+ * /invalidate: the cache first (what its own index finds), so that a revoke that fails in Postgres still leaves nothing
+ * cached; then Postgres (the revoke, or the lookup of the target's token hashes); then the hashes Postgres returned, so
+ * an index key evicted under memory pressure cannot hide an entry. A cache that cannot be reached gets the
+ * invalidation retried in the background and the caller a 503 to retry; a Postgres that cannot be reached, a 503.
+ * L1 and the single-flight epoch are told before and after: a read that began before the revoke committed is neither
+ * joined nor kept by a request that starts after the answer.
  */
 export function createInvalidator(deps: InvalidatorDeps) {
   const { cache, store, writes, observer } = deps
 
-  async function invalidate(target: InvalidationTarget, revoke: boolean): Promise<InvalidationResult> {
-    const revoked = revoke ? await store.revoke(target) : 0
-    // This instance's L1 first, synchronously; other instances hear it from the script's publication.
-    deps.local?.evict(target)
+  function forget(targets: InvalidationTarget[]): void {
+    deps.local?.evict(targets)
     deps.onInvalidation?.()
-    let invalidated: number
+  }
+
+  async function drop(targets: InvalidationTarget[]): Promise<{ removed: number; failed?: unknown }> {
     try {
-      invalidated = await cache.invalidate(target)
+      return { removed: await cache.invalidate(targets) }
     } catch (err) {
-      deps.log.warn({ err, kind: target.kind }, 'cache invalidation failed; retrying in the background')
+      deps.log.warn({ err, targets: targets.length }, 'cache invalidation failed; retrying in the background')
       writes.run(
         'invalidate',
         async () => {
-          await cache.invalidate(target)
+          await cache.invalidate(targets)
           return 'written'
         },
         deps.retryAttempts,
       )
-      throw new Errors.CacheUnavailable({ cause: err })
+      return { removed: 0, failed: err }
     }
+  }
+
+  async function invalidate(target: InvalidationTarget, revoke: boolean): Promise<InvalidationResult> {
+    forget([target])
+    const first = await drop([target])
+    const { revoked, tokenHashes } = revoke
+      ? await store.revoke(target)
+      : { revoked: 0, tokenHashes: target.kind === 'token' ? [] : await store.tokenHashes(target) }
+    const known: InvalidationTarget[] = tokenHashes
+      .filter((hash) => !(target.kind === 'token' && hash === target.tokenHash))
+      .map((tokenHash) => ({ kind: 'token', tokenHash }))
+    const second = known.length > 0 ? await drop(known) : { removed: 0 }
+    forget([target, ...known])
+    const failed = first.failed ?? second.failed
+    if (failed !== undefined) throw new Errors.CacheUnavailable({ cause: failed })
+    const invalidated = first.removed + second.removed
     observer.invalidated(target.kind, invalidated, revoked)
     return { invalidated, revoked }
   }
 
-  return { invalidate }
+  return {
+    invalidate,
+    /** An outbox row, applied here as on every instance. Throws when the cache cannot be reached (the feed retries). */
+    async applyRevocation(targets: InvalidationTarget[]): Promise<void> {
+      forget(targets)
+      await cache.invalidate(targets)
+      forget(targets)
+    },
+    /** After an outbox gap: nothing this instance holds from before it can be trusted. */
+    forgetLocal(): void {
+      deps.local?.evictAll()
+      deps.onInvalidation?.()
+    },
+  }
 }
 
 export type Invalidator = ReturnType<typeof createInvalidator>

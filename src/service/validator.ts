@@ -11,6 +11,8 @@ export interface ValidatorOptions {
   fillDeadlineMs: number
   slidingTtl: boolean
   slidingMinIntervalMs: number
+  /** With sliding TTL, an entry not used for this long leaves the cache; never past ttlMs from its Postgres read. */
+  slidingIdleMs: number
   /** Life of an answer in the L1 tier (when there is one). */
   localTtlMs: number
 }
@@ -21,6 +23,11 @@ export interface ValidatorDeps {
   local?: LocalCache
   /** False while the cache is known to be unusable (breaker open): no fills are attempted. */
   cacheAvailable: () => boolean
+  /**
+   * False while the cache may hold an entry that a revocation already read here has not yet removed (the revocation
+   * feed could not reach Redis): neither L1 nor Redis answers then, Postgres does.
+   */
+  cacheTrusted: () => boolean
   store: SessionStore
   writes: BackgroundWrites
   observer: ServiceObserver
@@ -47,14 +54,23 @@ export function createValidator(deps: ValidatorDeps) {
   let epoch = 0
   const lastSlide = new Map<string, number>()
 
-  function ttlFor(answer: SessionAnswer, at: number, ceilingMs = options.ttlMs): number {
-    if (!answer.valid) return Math.min(options.negativeTtlMs, ceilingMs)
-    return Math.min(ceilingMs, answer.entry.expiresAtMs - at)
+  /**
+   * What is left of an answer's life at `at`: at most `lifeMs`, never past its session's expiry, and never past the
+   * cache TTL (or the negative TTL) counted from the Postgres read it came from, so that every copy (Redis, L1,
+   * extended or not) is re-read from Postgres at least that often.
+   */
+  function ttlFor(answer: SessionAnswer, at: number, readAtMs: number, lifeMs = Infinity): number {
+    const ceiling = readAtMs + (answer.valid ? options.ttlMs : options.negativeTtlMs) - at
+    const life = Math.min(lifeMs, ceiling)
+    return answer.valid ? Math.min(life, answer.entry.expiresAtMs - at) : life
   }
 
   /** `generation` was read before the answer was looked up, so an invalidation seen since keeps it out of L1. */
   function keepLocally(tokenHash: string, answer: SessionAnswer, generation: number): void {
-    local?.set(tokenHash, answer, ttlFor(answer, now(), options.localTtlMs), generation)
+    if (!local) return
+    const at = now()
+    // A cached "not valid" answer does not say when it was read: its L1 copy counts from now (it cannot resurrect).
+    local.set(tokenHash, answer, ttlFor(answer, at, answer.valid ? answer.entry.readAtMs : at, options.localTtlMs), generation)
   }
 
   function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): Promise<void> {
@@ -66,7 +82,7 @@ export function createValidator(deps: ValidatorDeps) {
     return writes.run('fill', async () => {
       const at = now()
       if (at >= deadline) throw new GiveUp('skipped')
-      const ttlMs = ttlFor(answer, at)
+      const ttlMs = ttlFor(answer, at, readStartedAt, options.slidingTtl ? options.slidingIdleMs : Infinity)
       if (ttlMs <= 0) throw new GiveUp('skipped')
       if (!deps.cacheAvailable()) throw new GiveUp('skipped')
       const outcome = await cache.fill(tokenHash, answer, ttlMs)
@@ -81,7 +97,7 @@ export function createValidator(deps: ValidatorDeps) {
     if (lastSlide.size >= SLIDE_MEMORY_LIMIT) lastSlide.clear()
     lastSlide.set(tokenHash, at)
     writes.run('extend', async () => {
-      const ttlMs = ttlFor(answer, now())
+      const ttlMs = ttlFor(answer, now(), answer.entry.readAtMs, options.slidingIdleMs)
       if (ttlMs <= 0 || !deps.cacheAvailable()) throw new GiveUp('skipped')
       await cache.extend(tokenHash, answer, ttlMs)
       return 'written'
@@ -103,7 +119,7 @@ export function createValidator(deps: ValidatorDeps) {
       const startedAt = now()
       const generation = local?.generation() ?? 0
       const record = await store.findByTokenHash(tokenHash)
-      const answer = judge(record, now())
+      const answer = judge(record, now(), startedAt)
       filled = scheduleFill(tokenHash, answer, startedAt)
       keepLocally(tokenHash, answer, generation)
       return answer
@@ -122,7 +138,8 @@ export function createValidator(deps: ValidatorDeps) {
    * answer that needs no await is measurably cheaper to send (the response is written within the same tick).
    */
   function validateLocally(tokenHash: string): Validation | undefined {
-    const kept = local?.get(tokenHash)
+    if (!local || !deps.cacheTrusted()) return undefined
+    const kept = local.get(tokenHash)
     if (!kept) return undefined
     const started = performance.now()
     const answer = stillValid(kept, now())
@@ -137,12 +154,16 @@ export function createValidator(deps: ValidatorDeps) {
     const started = performance.now()
     const generation = local?.generation() ?? 0
     let cached: SessionAnswer | null = null
-    try {
-      cached = await cache.get(tokenHash)
-      observer.cacheLookup(cached ? (cached.valid ? 'hit' : 'negative') : 'miss', tokenHash)
-    } catch (err) {
-      observer.cacheLookup('error', tokenHash)
-      deps.log.debug({ err }, 'cache read failed; reading Postgres')
+    if (!deps.cacheTrusted()) {
+      observer.cacheLookup('miss', tokenHash)
+    } else {
+      try {
+        cached = await cache.get(tokenHash)
+        observer.cacheLookup(cached ? (cached.valid ? 'hit' : 'negative') : 'miss', tokenHash)
+      } catch (err) {
+        observer.cacheLookup('error', tokenHash)
+        deps.log.debug({ err }, 'cache read failed; reading Postgres')
+      }
     }
 
     let answer: SessionAnswer

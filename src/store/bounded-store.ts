@@ -87,6 +87,7 @@ export function boundStore(store: SessionStore, limits: LookupLimits, log: Log) 
       }
     },
     revoke: (target) => store.revoke(target),
+    tokenHashes: (target) => store.tokenHashes(target),
     ping: () => store.ping(),
     close: () => store.close(),
     get stats() {

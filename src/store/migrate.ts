@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { platformSessionsMigration } from './migrations/001-platform-sessions.js'
+import { revocationOutboxMigration } from './migrations/002-revocation-outbox.js'
 
 /** Any fixed number works; it only has to be the same for every instance, so that two migrations never interleave. */
 const MIGRATION_LOCK_ID = 727_105_001
@@ -10,6 +11,7 @@ export async function migrate(client: pg.ClientBase, schema: string): Promise<vo
   try {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID])
     await client.query(platformSessionsMigration(schema))
+    await client.query(revocationOutboxMigration(schema))
     await client.query('COMMIT')
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined)

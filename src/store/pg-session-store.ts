@@ -92,7 +92,9 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
       FROM ${s}.user_sessions s
       JOIN ${s}.users u ON u.id = s.user_id
      WHERE s.token = $1`
-  const revokeWhere = { token: 'token = $1', session: 'id = $1', user: 'user_id = $1' } as const
+  const targetWhere = { token: 'token = $1', session: 'id = $1', user: 'user_id = $1' } as const
+  const targetValue = (target: InvalidationTarget) =>
+    target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
 
   async function query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]) {
     const started = performance.now()
@@ -137,13 +139,31 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
     },
 
     async revoke(target: InvalidationTarget) {
-      const value = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
-      const { rowCount } = await query(
+      // One statement: revokes what is live and returns the hash of every session the target still has unexpired
+      // (revoked now or earlier), so the cache can drop entries its own index may have lost.
+      const { rows } = await query<{ token: string; changed: boolean }>(
         `revoke_by_${target.kind}`,
-        `UPDATE ${s}.user_sessions SET revoked_at = now() WHERE ${revokeWhere[target.kind]} AND revoked_at IS NULL`,
-        [value],
+        `WITH targeted AS (
+           SELECT id, token, revoked_at IS NULL AS live FROM ${s}.user_sessions
+            WHERE ${targetWhere[target.kind]} AND expires_at > now() - interval '1 minute'
+         ), changed AS (
+           UPDATE ${s}.user_sessions u SET revoked_at = now() FROM targeted t
+            WHERE u.id = t.id AND t.live RETURNING u.id
+         )
+         SELECT t.token, (c.id IS NOT NULL) AS changed FROM targeted t LEFT JOIN changed c ON c.id = t.id`,
+        [targetValue(target)],
       )
-      return rowCount ?? 0
+      return { revoked: rows.filter((r) => r.changed).length, tokenHashes: rows.map((r) => r.token) }
+    },
+
+    async tokenHashes(target: InvalidationTarget) {
+      if (target.kind === 'token') return [target.tokenHash]
+      const { rows } = await query<{ token: string }>(
+        `token_hashes_by_${target.kind}`,
+        `SELECT token FROM ${s}.user_sessions WHERE ${targetWhere[target.kind]} AND expires_at > now() - interval '1 minute'`,
+        [targetValue(target)],
+      )
+      return rows.map((r) => r.token)
     },
 
     async ping() {

@@ -5,6 +5,7 @@ import type { RedisInfoFigures } from '../redis/probe.js'
 import type { SlowlogEntry } from '../redis/slowlog.js'
 import type { CacheLookupOutcome, CacheWriteKind, CacheWriteOutcome, Log, ServiceObserver } from '../service/observer.js'
 import { createKeyWatch, type KeyWatchOptions } from './key-watch.js'
+import { createRevocationMetrics } from './revocation-metrics.js'
 
 /** Sub-millisecond hits up to multi-second stalls, so histogram_quantile can read p50 through p99.9. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -295,6 +296,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
   return {
     registry,
     observer,
+    revocation: createRevocationMetrics(registry),
     /** Hit and miss totals since start, for /health/redis. */
     cacheCounts: () => ({ ...counts }),
     redisCommandDone(ok: boolean, seconds: number) {

@@ -17,6 +17,7 @@ export function validAnswer(userId = randomUUID(), sessionId = randomUUID()): Se
       session: { id: sessionId, userId, createdAt: new Date().toISOString(), expiresAt: new Date(expiresAtMs).toISOString(), lastActivityAt: null },
       user: { id: userId, email: `${userId}@example.test`, firstName: 'Grace', lastName: null, username: 'grace' },
       expiresAtMs,
+      readAtMs: Date.now(),
     },
   }
 }
@@ -81,7 +82,7 @@ export function sessionCacheContract(name: string, make: (tombstoneTtlMs: number
       const h = hash()
       const answer = validAnswer()
       await cache.fill(h, answer, 60_000)
-      expect(await cache.invalidate({ kind: 'token', tokenHash: h })).toBe(1)
+      expect(await cache.invalidate([{ kind: 'token', tokenHash: h }])).toBe(1)
       expect(await cache.get(h)).toBeNull()
       expect(await cache.fill(h, answer, 60_000)).toBe('tombstoned')
       expect(await cache.get(h)).toBeNull()
@@ -91,7 +92,7 @@ export function sessionCacheContract(name: string, make: (tombstoneTtlMs: number
       const h = hash()
       const answer = validAnswer()
       await cache.fill(h, answer, 60_000)
-      expect(await cache.invalidate({ kind: 'session', sessionId: answer.entry.session.id })).toBe(1)
+      expect(await cache.invalidate([{ kind: 'session', sessionId: answer.entry.session.id }])).toBe(1)
       expect(await cache.get(h)).toBeNull()
       expect(await cache.fill(hash(), answer, 60_000)).toBe('tombstoned')
     })
@@ -103,7 +104,7 @@ export function sessionCacheContract(name: string, make: (tombstoneTtlMs: number
       await cache.fill(h2, validAnswer(userId), 60_000)
       const stranger = validAnswer()
       await cache.fill(other, stranger, 60_000)
-      expect(await cache.invalidate({ kind: 'user', userId })).toBe(2)
+      expect(await cache.invalidate([{ kind: 'user', userId }])).toBe(2)
       expect(await cache.get(h1)).toBeNull()
       expect(await cache.get(h2)).toBeNull()
       expect(await cache.get(other)).toEqual(stranger)
@@ -112,13 +113,30 @@ export function sessionCacheContract(name: string, make: (tombstoneTtlMs: number
 
     it('invalidating what is not cached removes nothing and still leaves a tombstone', async () => {
       const answer = validAnswer()
-      expect(await cache.invalidate({ kind: 'session', sessionId: answer.entry.session.id })).toBe(0)
+      expect(await cache.invalidate([{ kind: 'session', sessionId: answer.entry.session.id }])).toBe(0)
       expect(await cache.fill(hash(), answer, 60_000)).toBe('tombstoned')
+    })
+
+    it('one call invalidates several targets of different kinds, each with its tombstone', async () => {
+      const [a, b] = [validAnswer(), validAnswer()]
+      const [ha, hb, hc] = [hash(), hash(), hash()]
+      await cache.fill(ha, a, 60_000)
+      await cache.fill(hb, b, 60_000)
+      await cache.fill(hc, validAnswer(), 60_000)
+      const removed = await cache.invalidate([
+        { kind: 'token', tokenHash: ha },
+        { kind: 'session', sessionId: b.entry.session.id },
+      ])
+      expect(removed).toBe(2)
+      expect(await cache.get(ha)).toBeNull()
+      expect(await cache.get(hb)).toBeNull()
+      expect(await cache.get(hc)).not.toBeNull()
+      expect(await cache.fill(hash(), b, 60_000)).toBe('tombstoned')
     })
 
     it('a tombstone expires, after which fills land again', async () => {
       const h = hash()
-      await cache.invalidate({ kind: 'token', tokenHash: h })
+      await cache.invalidate([{ kind: 'token', tokenHash: h }])
       await eventually(async () => (await cache.fill(h, validAnswer(), 60_000)) === 'written', 4000)
       expect(await cache.get(h)).not.toBeNull()
     })

@@ -76,14 +76,28 @@ export function sessionStoreContract(name: string, make: () => Promise<StoreUnde
       const [u1, u2] = [session({ userId }), session({ userId })]
       for (const s of [byToken, bySession, u1, u2]) await subject.seed(s)
 
-      expect(await subject.store.revoke({ kind: 'token', tokenHash: byToken.tokenHash })).toBe(1)
-      expect(await subject.store.revoke({ kind: 'token', tokenHash: byToken.tokenHash })).toBe(0)
-      expect(await subject.store.revoke({ kind: 'session', sessionId: bySession.sessionId })).toBe(1)
-      expect(await subject.store.revoke({ kind: 'user', userId })).toBe(2)
-      expect(await subject.store.revoke({ kind: 'user', userId: randomUUID() })).toBe(0)
+      expect(await subject.store.revoke({ kind: 'token', tokenHash: byToken.tokenHash })).toEqual({ revoked: 1, tokenHashes: [byToken.tokenHash] })
+      // Already revoked: nothing changes, but the hash is still handed back for the cache to drop.
+      expect(await subject.store.revoke({ kind: 'token', tokenHash: byToken.tokenHash })).toEqual({ revoked: 0, tokenHashes: [byToken.tokenHash] })
+      expect(await subject.store.revoke({ kind: 'session', sessionId: bySession.sessionId })).toEqual({ revoked: 1, tokenHashes: [bySession.tokenHash] })
+      const byUser = await subject.store.revoke({ kind: 'user', userId })
+      expect(byUser.revoked).toBe(2)
+      expect(byUser.tokenHashes.sort()).toEqual([u1.tokenHash, u2.tokenHash].sort())
+      expect(await subject.store.revoke({ kind: 'user', userId: randomUUID() })).toEqual({ revoked: 0, tokenHashes: [] })
       for (const s of [byToken, bySession, u1, u2]) {
         expect((await subject.store.findByTokenHash(s.tokenHash))?.revokedAt).toBeInstanceOf(Date)
       }
+    })
+
+    it("resolves a session's or a user's token hashes, leaving out sessions expired long ago", async () => {
+      const userId = randomUUID()
+      const [live, other] = [session({ userId }), session({ userId })]
+      const stale = session({ userId, expiresAt: new Date(Date.now() - 3_600_000) })
+      for (const s of [live, other, stale]) await subject.seed(s)
+      expect((await subject.store.tokenHashes({ kind: 'user', userId })).sort()).toEqual([live.tokenHash, other.tokenHash].sort())
+      expect(await subject.store.tokenHashes({ kind: 'session', sessionId: live.sessionId })).toEqual([live.tokenHash])
+      expect(await subject.store.tokenHashes({ kind: 'session', sessionId: stale.sessionId })).toEqual([])
+      expect(await subject.store.tokenHashes({ kind: 'session', sessionId: randomUUID() })).toEqual([])
     })
 
     it('answers a ping when it is reachable', async () => {

@@ -34,21 +34,23 @@ export function createMemorySessionCache(tombstoneTtlMs: number, now: () => numb
       const e = entries.get(hash)
       if (e && alive(e.expiresAt)) e.expiresAt = now() + ttlMs
     },
-    async invalidate(target: InvalidationTarget) {
+    async invalidate(targets: InvalidationTarget[]) {
       let removed = 0
-      for (const [hash, e] of entries) {
-        const match =
-          target.kind === 'token'
-            ? hash === target.tokenHash
-            : e.answer.valid &&
-              (target.kind === 'session'
-                ? e.answer.entry.session.id === target.sessionId
-                : e.answer.entry.session.userId === target.userId)
-        if (match) removed += remove(hash)
+      for (const target of targets) {
+        for (const [hash, e] of entries) {
+          const match =
+            target.kind === 'token'
+              ? hash === target.tokenHash
+              : e.answer.valid &&
+                (target.kind === 'session'
+                  ? e.answer.entry.session.id === target.sessionId
+                  : e.answer.entry.session.userId === target.userId)
+          if (match) removed += remove(hash)
+        }
+        if (target.kind === 'token') tomb(`tok:${target.tokenHash}`)
+        if (target.kind === 'session') tomb(`sid:${target.sessionId}`)
+        if (target.kind === 'user') tomb(`uid:${target.userId}`)
       }
-      if (target.kind === 'token') tomb(`tok:${target.tokenHash}`)
-      if (target.kind === 'session') tomb(`sid:${target.sessionId}`)
-      if (target.kind === 'user') tomb(`uid:${target.userId}`)
       return removed
     },
     async close() {},

@@ -71,7 +71,7 @@ describe('cached values are encrypted', () => {
     const raw = await t.redis.get(`${t.prefix}e:${hashToken(token)}`)
     const value = JSON.parse(raw!) as Record<string, unknown>
     expect(Object.keys(value).sort()).toEqual(['p', 'sid', 'uid', 'v'])
-    expect(value).toMatchObject({ v: 2, sid: sessionId, uid: userId })
+    expect(value).toMatchObject({ v: 3, sid: sessionId, uid: userId })
     expect(value.p).toMatch(/^new\.[A-Za-z0-9+/]+=*$/)
     const everything = JSON.stringify(await t.dump())
     for (const secret of [token, ...Object.values(fields)]) expect(everything).not.toContain(secret)

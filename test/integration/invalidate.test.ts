@@ -58,8 +58,10 @@ describe('POST /invalidate', () => {
     expect((await t.validate(token)).json()).toEqual({ valid: false, reason: 'revoked' })
   })
 
-  it('by session id after the Studio already deleted the row: the cached entry is still found and removed', async () => {
+  it('by session id after the Studio already deleted the row, with the outbox not heard: the cache index finds it', async () => {
+    // The listener and the poll stopped: only the call itself can find the entry, through the cache's own index.
     t = await startTestApp({ db })
+    await t.app.internals.revocation.close()
     const { token, sessionId } = await db.insertSession()
     await cached(token)
     await db.query('DELETE FROM $schema.user_sessions WHERE id = $1', [sessionId])
@@ -74,16 +76,36 @@ describe('POST /invalidate', () => {
     const b = await db.insertSession({ userId })
     const other = await db.insertSession()
     for (const s of [a, b, other]) await cached(s.token)
-    expect(await t.redis.smembers(`${t.prefix}u:${userId}`)).toHaveLength(2)
+    expect(await t.redis.zrange(`${t.prefix}ui:${userId}`, 0, -1)).toHaveLength(2)
     expect((await t.invalidate({ userId, revoke: true })).json()).toEqual({ invalidated: 2, revoked: 2 })
-    expect(await t.redis.exists(`${t.prefix}u:${userId}`)).toBe(0)
+    expect(await t.redis.exists(`${t.prefix}ui:${userId}`)).toBe(0)
     expect((await t.validate(a.token)).json()).toEqual({ valid: false, reason: 'revoked' })
     expect((await t.validate(b.token)).json()).toEqual({ valid: false, reason: 'revoked' })
     expect((await t.validate(other.token)).json()).toMatchObject({ valid: true, source: 'redis' })
   })
 
-  it('by user id after the Studio deleted the user (its sessions cascade): the entries are still removed', async () => {
+  it('by user id after the Studio deleted the user (its sessions cascade): the entries are gone, by the outbox or the call', async () => {
     t = await startTestApp({ db })
+    const userId = await db.insertUser()
+    const a = await db.insertSession({ userId })
+    const b = await db.insertSession({ userId })
+    await cached(a.token)
+    await cached(b.token)
+    await db.query('DELETE FROM $schema.users WHERE id = $1', [userId])
+    // The delete reaches the cache through the outbox too; whichever comes first removes the two entries.
+    const res = await t.invalidate({ userId })
+    expect(res.statusCode).toBe(200)
+    expect(res.json()).toMatchObject({ revoked: 0 })
+    expect([0, 1, 2]).toContain(res.json().invalidated)
+    for (const s of [a, b]) expect(await t.redis.exists(`${t.prefix}e:${hashToken(s.token)}`)).toBe(0)
+    expect((await t.validate(a.token)).json()).toEqual({ valid: false, reason: 'not_found' })
+    expect((await t.validate(b.token)).json()).toEqual({ valid: false, reason: 'not_found' })
+  })
+
+  it('by user id with the Studio rows deleted and the outbox not heard: the cache index finds them', async () => {
+    // A poll far away and the listener cut: only the call itself can find the entries, through the cache's own index.
+    t = await startTestApp({ db })
+    await t.app.internals.revocation.close()
     const userId = await db.insertUser()
     const a = await db.insertSession({ userId })
     const b = await db.insertSession({ userId })

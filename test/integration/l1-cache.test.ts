@@ -90,7 +90,7 @@ describe('the L1 tier (L1_CACHE_TTL_MS > 0)', () => {
     await t.validate(token)
     await t.settle()
     // Now in Redis and in L1; drop it from L1 only, so the next read goes to Redis.
-    t.app.internals.local!.evict({ kind: 'token', tokenHash: hashToken(token) })
+    t.app.internals.local!.evict([{ kind: 'token', tokenHash: hashToken(token) }])
     const inFlight = t.validate(token) // reads Redis (a hit), then is held
     await eventually(() => held === 1, 5000, 'read held')
     await t.invalidate({ token, revoke: true })

@@ -132,7 +132,7 @@ describe('the shipped ACL (ops/redis/users.acl) with the service logged in as `s
         // A script cannot reach past the prefix either: Redis checks each command a script runs, key names the script
         // builds itself included (here the cache's own invalidation script, pointed at another prefix).
         ['EVAL building a key outside the prefix', () => ssc.eval("return redis.call('SET', 'other:' .. ARGV[1], '1')", 0, 'x')],
-        ['the invalidation script on another prefix', () => ssc.eval(INVALIDATE, 0, 'other:', '1000', 'uid', 'u1', `${ACL_PREFIX}invalidations`)],
+        ['the invalidation script on another prefix', () => ssc.eval(INVALIDATE, 0, 'other:', '1000', `${ACL_PREFIX}invalidations`, 'uid', 'u1')],
       ]
       for (const [what, attempt] of refused) {
         const error = await attempt().then(

@@ -148,7 +148,7 @@ describe('after a full workload', () => {
     const stored: string[] = []
     for (const k of keys) {
       const type = await admin.type(k)
-      const value = type === 'string' ? [(await admin.get(k)) ?? ''] : type === 'set' ? await admin.smembers(k) : [`<${type}>`]
+      const value = type === 'string' ? [(await admin.get(k)) ?? ''] : type === 'zset' ? await admin.zrange(k, 0, -1) : [`<${type}>`]
       stored.push(k, ...value)
     }
     const redisText = stored.join('\n')

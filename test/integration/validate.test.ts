@@ -174,25 +174,28 @@ describe('POST /validate', () => {
     expect(store.counter.lookups).toBe(2)
   })
 
-  it('with sliding TTL on, a hit extends the entry (throttled) but never past the session’s expiry', async () => {
+  it('with sliding TTL on, an entry lives SLIDING_TTL_IDLE_SECONDS, a hit extends it (throttled), never past the session’s expiry', async () => {
+    const idleMs = 2000
     t = await startTestApp({
       db,
-      env: { SLIDING_TTL_ENABLED: 'true', CACHE_TTL_SECONDS: '3', SLIDING_TTL_MIN_INTERVAL_SECONDS: '1' },
+      env: { SLIDING_TTL_ENABLED: 'true', CACHE_TTL_SECONDS: '10', SLIDING_TTL_MIN_INTERVAL_SECONDS: '1', SLIDING_TTL_IDLE_SECONDS: String(idleMs / 1000) },
     })
     const active = await db.insertSession()
-    const ending = await db.insertSession({ expiresInMs: 2000 })
+    const ending = await db.insertSession({ expiresInMs: 1500 })
     const key = (token: string) => `${t.prefix}e:${hashToken(token)}`
     await t.validate(active.token)
     await t.validate(ending.token)
     await t.settle()
+    // A fill lives the idle window, not the whole cache TTL.
+    expect(await t.redis.pttl(key(active.token))).toBeLessThanOrEqual(idleMs)
     await new Promise((r) => setTimeout(r, 1200))
     const before = await t.redis.pttl(key(active.token))
     expect((await t.validate(active.token)).json()).toMatchObject({ source: 'redis' })
     expect((await t.validate(ending.token)).json()).toMatchObject({ source: 'redis' })
     await t.settle()
     const after = await t.redis.pttl(key(active.token))
-    expect(before).toBeLessThan(2000)
-    expect(after).toBeGreaterThan(2500)
+    expect(before).toBeLessThan(idleMs - 1000)
+    expect(after).toBeGreaterThan(idleMs - 300)
     expect(await t.redis.pttl(key(ending.token))).toBeLessThanOrEqual(ending.expiresAt.getTime() - Date.now() + 50)
   })
 

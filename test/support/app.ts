@@ -69,7 +69,7 @@ export async function startTestApp(options: TestAppOptions) {
     for (const key of keys) {
       const type = await redis.type(key)
       if (type === 'string') out[key] = (await redis.get(key)) ?? ''
-      else if (type === 'set') out[key] = await redis.smembers(key)
+      else if (type === 'zset') out[key] = await redis.zrange(key, 0, -1)
     }
     return out
   }

@@ -25,7 +25,8 @@ function heldStore() {
       if (hash === 'fails') throw new Error('boom')
       return null
     },
-    revoke: async () => 0,
+    revoke: async () => ({ revoked: 0, tokenHashes: [] }),
+    tokenHashes: async () => [],
     ping: async () => undefined,
     close: async () => undefined,
   }
@@ -97,7 +98,8 @@ describe('boundStore', () => {
     const store = boundStore(held.store, { maxConcurrent: 1, maxQueue: 0, queueTimeoutMs: 1000 }, silent)
     const first = code(store.findByTokenHash('a'))
     expect(await code(store.findByTokenHash('b'))).toBe('SESSION_STORE_BUSY')
-    expect(await store.revoke({ kind: 'session', sessionId: 'x' })).toBe(0)
+    expect(await store.revoke({ kind: 'session', sessionId: 'x' })).toEqual({ revoked: 0, tokenHashes: [] })
+    expect(await store.tokenHashes({ kind: 'session', sessionId: 'x' })).toEqual([])
     await store.ping()
     held.releaseOne()
     expect(await first).toBe('ok')

@@ -22,6 +22,7 @@ const valid: SessionAnswer = {
     },
     user: { id: '06fb649b-5c77-4957-8365-79319071adef', email: 'ada@example.test', firstName: 'Ada', lastName: null, username: 'ada' },
     expiresAtMs: Date.parse('2026-12-02T19:31:54.142Z'),
+    readAtMs: Date.parse('2026-12-02T18:31:54.142Z'),
   },
 }
 
@@ -88,8 +89,8 @@ describe('cache value codec (AES-256-GCM)', () => {
 
   it('never throws on garbage: every malformed input decodes to null', () => {
     const { codec, failures } = codecWith([{ id: 'k1', secret: secret() }])
-    const garbage = ['', 'null', '[]', '{}', '{"v":2}', '{"v":2,"p":5}', '{"v":2,"p":"k1."}', '{"v":2,"p":"k1.!!!!"}',
-      '{"v":2,"sid":1,"uid":"u","p":"k1.AAAA"}', '{"v":1,"r":"revoked"}', 'not json', '"k1.AAAA"']
+    const garbage = ['', 'null', '[]', '{}', '{"v":3}', '{"v":3,"p":5}', '{"v":3,"p":"k1."}', '{"v":3,"p":"k1.!!!!"}',
+      '{"v":3,"sid":1,"uid":"u","p":"k1.AAAA"}', '{"v":2,"p":"k1.AAAA"}', '{"v":1,"r":"revoked"}', 'not json', '"k1.AAAA"']
     for (const raw of garbage) expect(codec.decode(HASH, raw), raw).toBeNull()
     expect(failures.length).toBe(garbage.length)
   })

@@ -1,0 +1,302 @@
+import type { RevocationOutbox } from '../domain/ports.js'
+import type { RevocationEvent } from '../domain/revocation.js'
+import type { InvalidationTarget } from '../domain/session.js'
+import type { Log } from './observer.js'
+
+/** How an event reached this instance: its NOTIFY, the backstop poll, or a catch-up (start, reconnect). */
+export type FeedPath = 'notify' | 'poll' | 'catchup'
+
+export interface RevocationFeedObserver {
+  applied(path: FeedPath, lagSeconds: number | null): void
+  pending(events: number): void
+  gap(): void
+  lastApplied(id: number): void
+}
+
+export interface RevocationFeedOptions {
+  /** The backstop: the outbox is read this often whatever the LISTEN connection does. */
+  pollIntervalMs: number
+  /** Rows per read. */
+  batchSize: number
+  /** An id below the newest one seen but not readable yet is an uncommitted (or rolled back) write: waited for this long. */
+  holeGraceMs: number
+  /** After the cache refused an event, it is retried this often until it lands. */
+  retryMs: number
+  /**
+   * The longest a cache entry can outlive the Postgres read it came from (cache TTL, plus a fill landing late): at
+   * start, rows written within it are applied again; after a gap, Redis is not trusted for it.
+   */
+  replayWindowMs: number
+  /** Rows older than this are pruned (by whichever instance gets there first). */
+  retentionMs: number
+  pruneIntervalMs: number
+  pruneBatch: number
+}
+
+export interface RevocationFeedDeps {
+  outbox: RevocationOutbox
+  /** The one invalidation path (entries, tombstones, fan-out, epoch). Throws when the cache cannot be reached. */
+  apply(targets: InvalidationTarget[]): Promise<void>
+  /** After a gap: forget everything this instance holds (L1, single-flight reads). */
+  forgetLocal(): void
+  /** False while the cache is known to be unusable (breaker open): the feed waits rather than fail at it. */
+  cacheAvailable(): boolean
+  observer: RevocationFeedObserver
+  log: Log
+  options: RevocationFeedOptions
+  now?: () => number
+}
+
+/**
+ * Applies every outbox row to the cache, exactly as an /invalidate would, on every instance.
+ *
+ * Position: `floor` is the highest id such that every id at or below it has been applied (or was never committed).
+ * Ids are taken at insert but become visible at commit, so they can arrive out of order; an id below the newest seen
+ * that is not readable yet is a hole, waited for `holeGraceMs` (its NOTIFY still arrives whenever it commits).
+ *
+ * Trust: while an event the cache refused (Redis unreachable) has not yet been applied, or for a while after a gap
+ * (below), Redis may hold an entry that should be gone. The validator then reads Postgres instead (`trusted()`), so
+ * "valid" is never answered from a cache known to be behind.
+ *
+ * Gap: rows pruned before this instance applied them. Entries they concerned may still be in Redis. Rather than
+ * enumerate the keyspace (the service's ACL refuses SCAN), this instance empties its L1 and does not trust Redis for
+ * `replayWindowMs`: every entry lives at most the cache TTL from its Postgres read, so by then each entry that could
+ * predate the gap has expired, and every entry left was filled from a read made after the gap was found.
+ */
+export function createRevocationFeed(deps: RevocationFeedDeps) {
+  const { outbox, observer, log, options } = deps
+  const now = deps.now ?? Date.now
+  let floor: number | undefined
+  let maxSeen = 0
+  let startedAtMs = 0
+  const done = new Set<number>()
+  const queued = new Map<number, { event: RevocationEvent; path: FeedPath }>()
+  const holes = new Map<number, number>()
+  // Set when the cache refused an event, cleared once the queue has drained: Redis is behind what Postgres said.
+  let stuck = false
+  // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
+  let distrustUntil = 0
+  let pumping = false
+  let catchingUp: Promise<void> | undefined
+  let catchUpAgain = false
+  let retryTimer: NodeJS.Timeout | undefined
+  let pollTimer: NodeJS.Timeout | undefined
+  let lastPruneAt = 0
+  let stopped = false
+  let lastLagSeconds: number | null = null
+
+  function seen(id: number): boolean {
+    return (floor !== undefined && id <= floor) || done.has(id) || queued.has(id)
+  }
+
+  function enqueue(event: RevocationEvent, path: FeedPath): void {
+    if (seen(event.id)) return
+    queued.set(event.id, { event, path })
+    if (event.id > maxSeen) maxSeen = event.id
+    holes.delete(event.id)
+    observer.pending(queued.size)
+    void pump()
+  }
+
+  function scheduleRetry(): void {
+    if (stopped || retryTimer) return
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined
+      void pump()
+    }, options.retryMs)
+    retryTimer.unref()
+  }
+
+  /** Applies queued events one at a time; stops at the first the cache refuses and retries it later. */
+  async function pump(): Promise<void> {
+    if (pumping || stopped) return
+    if (queued.size > 0 && !deps.cacheAvailable()) {
+      scheduleRetry()
+      return
+    }
+    pumping = true
+    try {
+      for (const [id, { event, path }] of queued) {
+        try {
+          await deps.apply(event.targets)
+        } catch (err) {
+          if (!stuck) log.warn({ err: { message: (err as Error).message }, outboxId: id }, 'revocation feed: cache unreachable; reading Postgres until the event lands')
+          stuck = true
+          scheduleRetry()
+          return
+        }
+        queued.delete(id)
+        done.add(id)
+        const lag = event.writtenAtMs >= startedAtMs ? Math.max(0, now() - event.writtenAtMs) / 1000 : null
+        if (lag !== null) lastLagSeconds = lag
+        observer.applied(path, lag)
+        observer.pending(queued.size)
+      }
+      if (stuck && queued.size === 0) {
+        stuck = false
+        log.info({}, 'revocation feed: caught up; trusting Redis again')
+      }
+      advance()
+    } finally {
+      pumping = false
+    }
+    // Events that arrived while the last one was being applied.
+    if (queued.size > 0 && !retryTimer) void pump()
+  }
+
+  /** Moves the floor over every id applied, and over holes older than the grace. */
+  function advance(): void {
+    if (floor === undefined) return
+    const at = now()
+    let position: number = floor
+    for (;;) {
+      const next = position + 1
+      if (done.delete(next)) {
+        position = next
+        continue
+      }
+      if (next > maxSeen || queued.has(next)) break
+      const since = holes.get(next)
+      if (since === undefined) {
+        holes.set(next, at)
+        break
+      }
+      if (at - since < options.holeGraceMs) break
+      holes.delete(next)
+      position = next
+    }
+    // Holes above the position are noted now, so their grace runs from when they were first seen.
+    for (let id = position + 1; id <= maxSeen && holes.size < 10_000; id++) {
+      if (!done.has(id) && !queued.has(id) && !holes.has(id)) holes.set(id, at)
+    }
+    floor = position
+    observer.lastApplied(position)
+  }
+
+  async function readNewRows(path: FeedPath): Promise<void> {
+    if (floor === undefined) {
+      // Start: replay what is recent enough to concern a live entry (older entries have expired from the cache).
+      startedAtMs = now()
+      const [from, position] = await Promise.all([outbox.lastIdBefore(startedAtMs - options.replayWindowMs), outbox.position()])
+      floor = Math.max(from, position.prunedThrough)
+      maxSeen = Math.max(maxSeen, floor)
+    } else {
+      const position = await outbox.position()
+      if (position.prunedThrough > floor) {
+        log.warn(
+          { appliedThrough: floor, prunedThrough: position.prunedThrough },
+          'revocation feed: outbox rows were pruned before this instance applied them; reading Postgres until every older cache entry has expired',
+        )
+        observer.gap()
+        distrustUntil = now() + options.replayWindowMs
+        deps.forgetLocal()
+        floor = position.prunedThrough
+        maxSeen = Math.max(maxSeen, floor)
+        for (const id of done) if (id <= floor) done.delete(id)
+        for (const id of holes.keys()) if (id <= floor) holes.delete(id)
+      }
+    }
+    let after = floor
+    for (;;) {
+      const rows = await outbox.readAfter(after, options.batchSize)
+      for (const event of rows) enqueue(event, path)
+      if (rows.length < options.batchSize) break
+      after = rows[rows.length - 1]!.id
+    }
+    advance()
+  }
+
+  /** One catch-up at a time; a request during one runs another right after (it may have been asked for a reason). */
+  function catchUp(path: FeedPath): Promise<void> {
+    if (catchingUp) {
+      catchUpAgain = true
+      return catchingUp
+    }
+    catchingUp = (async () => {
+      try {
+        do {
+          catchUpAgain = false
+          await readNewRows(path)
+        } while (catchUpAgain && !stopped)
+      } catch (err) {
+        log.warn({ err }, 'revocation feed: reading the outbox failed; the next poll retries')
+      } finally {
+        catchingUp = undefined
+      }
+    })()
+    return catchingUp
+  }
+
+  async function prune(): Promise<void> {
+    try {
+      let pruned = 0
+      for (let i = 0; i < 10; i++) {
+        const n = await outbox.prune(now() - options.retentionMs, options.pruneBatch)
+        pruned += n
+        if (n < options.pruneBatch) break
+      }
+      if (pruned > 0) log.info({ pruned }, 'revocation outbox pruned')
+    } catch (err) {
+      log.warn({ err }, 'revocation outbox prune failed; the next round retries')
+    }
+  }
+
+  function schedulePoll(): void {
+    if (stopped) return
+    pollTimer = setTimeout(async () => {
+      await catchUp('poll')
+      if (now() - lastPruneAt >= options.pruneIntervalMs) {
+        lastPruneAt = now()
+        await prune()
+      }
+      schedulePoll()
+    }, options.pollIntervalMs)
+    pollTimer.unref()
+  }
+
+  return {
+    /** Finds the starting position and replays recent rows; then polls. Resolves even when Postgres is down. */
+    async start(): Promise<void> {
+      lastPruneAt = now()
+      await catchUp('catchup')
+      schedulePoll()
+    },
+    /** A NOTIFY named this row. */
+    notified(id: number): void {
+      if (seen(id) || floor === undefined) return
+      outbox
+        .readById(id)
+        .then((event) => {
+          if (event) enqueue(event, 'notify')
+        })
+        .catch((err: unknown) => log.debug({ err, outboxId: id }, 'revocation feed: reading a notified row failed; the poll will'))
+    },
+    /** LISTEN is (again) in place: read what was committed while it was not. */
+    listening(): void {
+      void catchUp('catchup')
+    },
+    /**
+     * False while Redis is known to be behind: an event the cache refused is still waiting, or a gap was found
+     * recently. (An event being applied normally takes a round trip, far inside the bounds: no need to stop trusting.)
+     */
+    trusted(): boolean {
+      return !stuck && (distrustUntil === 0 || now() >= distrustUntil)
+    },
+    status() {
+      return {
+        lastAppliedId: floor ?? null,
+        pendingEvents: queued.size,
+        distrustedUntil: distrustUntil > now() ? new Date(distrustUntil).toISOString() : null,
+        lagSeconds: lastLagSeconds,
+      }
+    },
+    async stop(): Promise<void> {
+      stopped = true
+      clearTimeout(pollTimer)
+      clearTimeout(retryTimer)
+      await catchingUp
+    },
+  }
+}
+
+export type RevocationFeed = ReturnType<typeof createRevocationFeed>

@@ -1,0 +1,98 @@
+import type pg from 'pg'
+import type { RevocationOutbox } from '../domain/ports.js'
+import type { OutboxPosition, RevocationEvent } from '../domain/revocation.js'
+import type { InvalidationTarget } from '../domain/session.js'
+import { Errors } from '../errors.js'
+import type { QueryObserver } from './pg-session-store.js'
+
+interface OutboxRow {
+  id: string
+  token_hashes: string[]
+  session_ids: string[]
+  user_ids: string[]
+  written_at_ms: number
+}
+
+const COLUMNS = `id, token_hashes, session_ids, user_ids, (extract(epoch FROM created_at) * 1000)::float8 AS written_at_ms`
+
+function toEvent(row: OutboxRow): RevocationEvent {
+  const targets: InvalidationTarget[] = [
+    ...row.token_hashes.map((tokenHash) => ({ kind: 'token', tokenHash }) as const),
+    ...row.session_ids.map((sessionId) => ({ kind: 'session', sessionId }) as const),
+    ...row.user_ids.map((userId) => ({ kind: 'user', userId }) as const),
+  ]
+  return { id: Number(row.id), targets, writtenAtMs: row.written_at_ms }
+}
+
+/** The revocation outbox over the pooled connections (reads and pruning; the LISTEN connection is separate). */
+export function createPgOutbox(pool: pg.Pool, schema: string, observe: QueryObserver): RevocationOutbox {
+  const s = `"${schema}"`
+
+  async function query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]) {
+    const started = performance.now()
+    let ok = false
+    try {
+      const result = await pool.query<R>({ name: `ssc_${schema}_${name}`, text, values })
+      ok = true
+      return result
+    } catch (err) {
+      throw new Errors.StoreUnavailable({ cause: err })
+    } finally {
+      observe(name, ok, (performance.now() - started) / 1000)
+    }
+  }
+
+  return {
+    async readAfter(afterId, limit) {
+      const { rows } = await query<OutboxRow>(
+        'outbox_after',
+        `SELECT ${COLUMNS} FROM ${s}.session_cache_outbox WHERE id > $1 ORDER BY id LIMIT $2`,
+        [afterId, limit],
+      )
+      return rows.map(toEvent)
+    },
+
+    async readById(id) {
+      const { rows } = await query<OutboxRow>('outbox_by_id', `SELECT ${COLUMNS} FROM ${s}.session_cache_outbox WHERE id = $1`, [id])
+      return rows[0] ? toEvent(rows[0]) : null
+    },
+
+    async position(): Promise<OutboxPosition> {
+      const { rows } = await query<{ max_id: string | null; pruned_through: string }>(
+        'outbox_position',
+        `SELECT (SELECT max(id) FROM ${s}.session_cache_outbox) AS max_id, pruned_through FROM ${s}.session_cache_outbox_state`,
+        [],
+      )
+      const prunedThrough = Number(rows[0]?.pruned_through ?? 0)
+      return { maxId: Math.max(Number(rows[0]?.max_id ?? 0), prunedThrough), prunedThrough }
+    },
+
+    async lastIdBefore(atMs) {
+      const { rows } = await query<{ id: string | null }>(
+        'outbox_last_before',
+        `SELECT max(id) AS id FROM ${s}.session_cache_outbox WHERE created_at < to_timestamp($1::float8 / 1000)`,
+        [atMs],
+      )
+      return Number(rows[0]?.id ?? 0)
+    },
+
+    async prune(beforeMs, limit) {
+      // One statement: the rows go and the high-water mark moves together, so a reader never sees one without the
+      // other. Several instances may prune at once; greatest() keeps the mark from moving back.
+      const { rows } = await query<{ pruned: string }>(
+        'outbox_prune',
+        `WITH doomed AS (
+           SELECT id FROM ${s}.session_cache_outbox WHERE created_at < to_timestamp($1::float8 / 1000) ORDER BY id LIMIT $2
+         ), gone AS (
+           DELETE FROM ${s}.session_cache_outbox o USING doomed d WHERE o.id = d.id RETURNING o.id
+         ), mark AS (
+           UPDATE ${s}.session_cache_outbox_state SET pruned_through = greatest(pruned_through, (SELECT max(id) FROM gone))
+            WHERE (SELECT max(id) FROM gone) IS NOT NULL RETURNING 1
+         )
+         SELECT count(*) AS pruned FROM gone`,
+        [beforeMs, limit],
+      )
+      return Number(rows[0]?.pruned ?? 0)
+    },
+  }
+}
