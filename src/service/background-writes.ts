@@ -6,10 +6,19 @@ export interface BackgroundWriteOptions {
   baseDelayMs: number
 }
 
+type GaveUpOutcome = Exclude<CacheWriteOutcome, 'written' | 'failed'>
+
+/** Why a write gave up. p-retry rejects with the error an AbortError wraps, so the outcome travels on this one. */
+class GaveUp extends Error {
+  constructor(readonly outcome: GaveUpOutcome) {
+    super(outcome)
+  }
+}
+
 /** Thrown by a write to say that retrying cannot help (cache unavailable, or past its deadline). */
 export class GiveUp extends AbortError {
-  constructor(readonly outcome: Exclude<CacheWriteOutcome, 'written' | 'failed'>) {
-    super(outcome)
+  constructor(outcome: GaveUpOutcome) {
+    super(new GaveUp(outcome))
   }
 }
 
@@ -32,7 +41,7 @@ export function createBackgroundWrites(options: BackgroundWriteOptions, observer
     }).then(
       (outcome) => observer.cacheWrite(kind, outcome),
       (err: unknown) => {
-        if (err instanceof GiveUp) {
+        if (err instanceof GaveUp) {
           observer.cacheWrite(kind, err.outcome)
           return
         }
