@@ -382,7 +382,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       draining = true
     },
-    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, telemetry: { closeWindow: closeTelemetryWindow } },
+    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, validator, telemetry: { closeWindow: closeTelemetryWindow } },
   })
 }
 

@@ -202,7 +202,7 @@ async function redisBytesPerSession(prefix: string, tokens: string[]) {
       const sid = (JSON.parse(value) as { sid: string; uid: string }).sid
       const uid = (JSON.parse(value) as { sid: string; uid: string }).uid
       entry += entryBytes
-      index += ((await redis.memory('USAGE', `${prefix}sid:${sid}`)) ?? 0) + ((await redis.memory('USAGE', `${prefix}u:${uid}`)) ?? 0)
+      index += ((await redis.memory('USAGE', `${prefix}sid:${sid}`)) ?? 0) + ((await redis.memory('USAGE', `${prefix}ui:${uid}`)) ?? 0)
       counted++
     }
     return counted === 0 ? null : { entry: Math.round(entry / counted), indexes: Math.round(index / counted), sampled: counted }
@@ -354,7 +354,7 @@ async function main() {
       `${hit.rps / bare.rps >= 0.85 && hit.result.p99 / bare.result.p99 <= 1.5 ? 'met' : 'not met'}.`,
     ``,
     `Redis memory per cached session (MEMORY USAGE, mean of ${bytes?.sampled ?? 0} sessions): entry ${bytes?.entry ?? '?'} B, ` +
-      `indexes (session id key + user set) ${bytes?.indexes ?? '?'} B, total ${bytes ? bytes.entry + bytes.indexes : '?'} B ` +
+      `indexes (session id key + user sorted set) ${bytes?.indexes ?? '?'} B, total ${bytes ? bytes.entry + bytes.indexes : '?'} B ` +
       `→ about ${bytes ? Math.floor(2 ** 30 / (bytes.entry + bytes.indexes)).toLocaleString('en') : '?'} sessions per GiB before allocator overhead.`,
     ``,
   ].join('\n')

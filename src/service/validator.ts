@@ -189,6 +189,10 @@ export function createValidator(deps: ValidatorDeps) {
     noteInvalidation() {
       epoch++
     },
+    /** How many invalidations this instance has heard of (its own, others' by pub/sub, the outbox's). */
+    get epoch() {
+      return epoch
+    },
   }
 }
 

@@ -201,6 +201,45 @@ describe('an invalidation racing a cache fill', () => {
     expect((await early).json()).toMatchObject({ valid: true, source: 'postgres' })
   })
 
+  it('on another instance too (no L1): once it hears of the invalidation, a new request there does not join its older read', async () => {
+    const held = holdFirstRead()
+    const b = await startTestApp({ db, overrides: { wrapStore: held.wrap } })
+    t = await startTestApp({ db, env: { REDIS_KEY_PREFIX: b.prefix } })
+    try {
+      expect(b.app.internals.local).toBeUndefined()
+      const session = await db.insertSession()
+      const early = b.validate(session.token)
+      await eventually(() => held.reads() === 1, 5000, 'read in flight on b')
+      const heard = b.app.internals.validator.epoch
+      expect((await t.invalidate({ token: session.token, revoke: true })).json()).toMatchObject({ revoked: 1 })
+      // b hears it by pub/sub (the invalidation script publishes in the same step as the deletion).
+      await eventually(() => b.app.internals.validator.epoch > heard, 2000, 'b heard the invalidation')
+      expect((await b.validate(session.token)).json()).toEqual({ valid: false, reason: 'revoked' })
+      expect(held.reads()).toBe(2)
+      held.release()
+      await early
+    } finally {
+      await b.close()
+    }
+  })
+
+  it('the per-user index holds live sessions only: members whose entries expired are dropped on the next fill', async () => {
+    t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '1', REVOCATION_OUTBOX_RETENTION_SECONDS: '61' } })
+    const userId = await db.insertUser()
+    const index = `${t.prefix}ui:${userId}`
+    for (let i = 0; i < 3; i++) {
+      await t.validate((await db.insertSession({ userId })).token)
+      await t.settle()
+    }
+    expect(await t.redis.zcard(index)).toBe(3)
+    // Their entries expire (the cache TTL from their read); the next login's fill trims the index to what lives.
+    const ttlMs = t.config.cache.ttlSeconds * 1000
+    await eventually(async () => (await t.redis.zcount(index, Date.now() - 50, '+inf')) === 0, ttlMs + 2000, 'entries expired')
+    await t.validate((await db.insertSession({ userId })).token)
+    await t.settle()
+    expect(await t.redis.zcard(index)).toBe(1)
+  })
+
   it('when the revocation lands while the Postgres read is in flight, the stale answer is never cached', async () => {
     const held = holdFirstRead()
     t = await startTestApp({ db, overrides: { wrapStore: held.wrap } })
