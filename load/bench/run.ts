@@ -2,8 +2,10 @@
  * npm run bench: measures, in one run on this machine, the framework's ceiling (a bare Fastify route), the no-cache
  * baseline (Postgres only), a lean Redis path, and the service on its hit path, miss path and with Redis down; then
  * reports requests/s and latency percentiles with ratios against the baselines, plus Redis bytes per cached session,
- * and writes the table to BENCHMARKS.md. Machines are shared and noisy: scenarios are interleaved over several rounds
- * and the median round is reported, so only ratios within one run mean anything.
+ * and writes the table to BENCHMARKS.md; then measures what the revocation triggers cost the Studio's own writes
+ * (trigger-cost.ts; alone: --only=triggers or npm run bench:triggers) and adds that generated section to the file.
+ * Machines are shared and noisy: scenarios are interleaved over several rounds and the median round is reported, so
+ * only ratios within one run mean anything.
  *
  * Load comes from wrk (Debian package `wrk`; as root it is installed when missing), like DESIGN.md's figures.
  * Every target listens on 127.0.0.1 and every run is bounded by its duration.
@@ -19,6 +21,7 @@ import pg from 'pg'
 import { hashToken } from '../../src/domain/token.js'
 import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
+import { existingTriggerSection, measureTriggerCost, renderTriggerSection, spliceTriggerSection, type TriggerCostResult } from './trigger-cost.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
@@ -227,6 +230,14 @@ async function cleanup(schema: string, prefix: string) {
 }
 
 async function main() {
+  const benchFile = path.join(root, 'BENCHMARKS.md')
+  const measureTriggers = () => measureTriggerCost({ databaseUrl: DATABASE_URL, say })
+  if (ONLY?.every((o) => o === 'triggers')) {
+    const section = renderTriggerSection(await measureTriggers(), 'npm run bench -- --only=triggers')
+    writeFileSync(benchFile, spliceTriggerSection(readFileSync(benchFile, 'utf8'), section))
+    say(`\n${section}`)
+    return
+  }
   ensureWrk()
   const schema = `ssc_bench_${randomBytes(4).toString('hex')}`
   const prefix = `ssc-bench-${randomBytes(4).toString('hex')}:`
@@ -303,6 +314,10 @@ async function main() {
   } finally {
     await cleanup(schema, prefix)
   }
+  // After the HTTP scenarios, so that its Postgres load never overlaps theirs.
+  const triggers: TriggerCostResult | null = !ONLY || ONLY.includes('triggers') ? await measureTriggers() : null
+  const previous = readFileSync(benchFile, 'utf8')
+  const triggerSection = triggers ? renderTriggerSection(triggers, 'npm run bench') : existingTriggerSection(previous)
 
   const summary = scenarios.map((s) => {
     const runs = results.get(s.name)!
@@ -315,7 +330,8 @@ async function main() {
   const pgOnly = summary.find((s) => s.scenario.target === 'pg-only')
   const hit = summary.find((s) => s.scenario.name === 'service: hit')
   if (!bare || !pgOnly || !hit) {
-    say('(--only run: the baselines were not all measured, so BENCHMARKS.md is left as it was)')
+    say('(--only run: the baselines were not all measured, so BENCHMARKS.md is left as it was' + (triggers ? ', but for the trigger section)' : ')'))
+    if (triggerSection && triggers !== null) writeFileSync(benchFile, spliceTriggerSection(previous, triggerSection))
     return
   }
   const ms = (us: number) => (us / 1000).toFixed(3)
@@ -358,8 +374,9 @@ async function main() {
       `→ about ${bytes ? Math.floor(2 ** 30 / (bytes.entry + bytes.indexes)).toLocaleString('en') : '?'} sessions per GiB before allocator overhead.`,
     ``,
   ].join('\n')
-  writeFileSync(path.join(root, 'BENCHMARKS.md'), table)
-  say('\n' + table)
+  const file = triggerSection ? spliceTriggerSection(table, triggerSection) : table
+  writeFileSync(benchFile, file)
+  say('\n' + file)
 }
 
 await main()
