@@ -110,6 +110,71 @@ describe('docker-compose.yml', () => {
     expect(users.find((line) => line.startsWith('user default '))).toContain('#@ADMIN_PASSWORD_SHA256@')
   })
 
+  it('keeps the default profile on one node and runs the sentinel and cluster profiles with their own ACL files', () => {
+    const prefix = String((services['session-cache']!.environment as Json).REDIS_KEY_PREFIX)
+    const inProfile = (profile: string) => Object.entries(services).filter(([, s]) => ((s.profiles ?? []) as string[]).includes(profile))
+    const command = (s: Json) => ((s.command ?? []) as string[]).join(' ')
+    // Without a profile: one Redis, and no service configured for another topology.
+    for (const [name, service] of Object.entries(services)) {
+      if (service.profiles) continue
+      expect(Object.keys((service.environment ?? {}) as Json).filter((v) => /^REDIS_(SENTINEL|CLUSTER)/.test(v)), name).toEqual([])
+    }
+    expect(Object.entries(services).filter(([, s]) => !s.profiles && /^redis:/.test(String(s.image))).map(([name]) => name)).toEqual(['redis'])
+    const topologies = {
+      sentinel: { acl: 'ops/redis/sentinel/users.acl', dataNodes: 2, service: 'session-cache-sentinel' },
+      cluster: { acl: 'ops/redis/cluster/users.acl', dataNodes: 6, service: 'session-cache-cluster' },
+    }
+    for (const [profile, { acl, dataNodes, service }] of Object.entries(topologies)) {
+      const members = inProfile(profile)
+      const nodes = members.filter(([, s]) => ((s.volumes ?? []) as string[]).includes(`./${acl}:/etc/redis/users.acl.template:ro`))
+      expect(nodes, profile).toHaveLength(dataNodes)
+      for (const [name, node] of nodes) {
+        // The same cache settings as the one node, the same Redis image, and a replication user on every node.
+        expect(node.image, name).toBe(services.redis!.image)
+        for (const flag of ['--maxmemory 256mb', '--maxmemory-policy allkeys-lru', '--save ""', '--appendonly no', '--aclfile /tmp/users.acl', '--masteruser replica']) {
+          expect(command(node), `${name}: ${flag}`).toContain(flag)
+        }
+        expect(command(node), name).toContain('sh /etc/redis/render-acl.sh /etc/redis/users.acl.template /tmp/users.acl')
+        expect(node.healthcheck.test.join(' '), name).toContain('--user ssc')
+      }
+      const app = services[service]!
+      expect(app.profiles).toEqual([profile])
+      expect(app.image).toBe(services['session-cache']!.image)
+      const env = app.environment as Json
+      expect(env.REDIS_URL, service).toBeUndefined()
+      expect(env.REDIS_USERNAME).toBe('ssc')
+      expect(env.REDIS_KEY_PREFIX).toBe(prefix)
+      const seeds = String(profile === 'sentinel' ? env.REDIS_SENTINELS : env.REDIS_CLUSTER_NODES).split(',')
+      for (const seed of seeds) {
+        const [host, port] = seed.split(':')
+        expect(members.map(([name]) => name), `${service}: ${seed}`).toContain(host)
+        expect(port).toBe(profile === 'sentinel' ? '26379' : '6379')
+      }
+    }
+    const sentinels = inProfile('sentinel').filter(([, s]) => command(s).includes('--sentinel'))
+    expect(sentinels).toHaveLength(3)
+    expect((services['session-cache-sentinel']!.environment as Json).REDIS_SENTINELS.split(',')).toHaveLength(3)
+    expect(command(services['redis-cluster-create']!)).toMatch(/--cluster create( redis-cluster-\d:6379){6} --cluster-replicas 1/)
+
+    // The ACL files: the service user keeps to its prefix and channel with -@all first; replicas and sentinels get no keys.
+    const line = (file: string, user: string) => read(file).trim().split('\n').find((l) => l.startsWith(`user ${user} `))!
+    const render = read('ops/redis/render-acl.sh')
+    for (const file of ['ops/redis/sentinel/users.acl', 'ops/redis/cluster/users.acl']) {
+      const ssc = line(file, 'ssc')
+      expect(ssc, file).toContain(` ~${prefix}* `)
+      expect(ssc, file).toContain(` &${prefix}invalidations `)
+      expect(ssc, file).toContain(' -@all ')
+      expect(ssc, file).toContain(' +wait')
+      expect(ssc, file).not.toMatch(/\+@|\+flush|\+keys|\+scan|\+config|\+debug|\+acl|\+cluster(?!\|(slots|info)\b)/)
+      expect(line(file, 'replica'), file).toMatch(/ resetkeys resetchannels -@all \+psync \+replconf \+ping$/)
+      for (const placeholder of read(file).match(/@[A-Z0-9_]+@/g) ?? []) expect(render, `${file}: ${placeholder}`).toContain(`fill ${placeholder.slice(1, -1)} `)
+    }
+    const onSentinels = 'ops/redis/sentinel/sentinel-users.acl'
+    expect(line(onSentinels, 'ssc')).not.toContain('~')
+    expect(line(onSentinels, 'ssc').split(' -@all ')[1]!.split(' ').every((c) => /^\+(sentinel\|(get-master-addr-by-name|sentinels)|subscribe|client\|setinfo)$/.test(c))).toBe(true)
+    for (const placeholder of read(onSentinels).match(/@[A-Z0-9_]+@/g) ?? []) expect(render, `${onSentinels}: ${placeholder}`).toContain(`fill ${placeholder.slice(1, -1)} `)
+  })
+
   it('gives the service only variables its config schema declares (plus the OpenTelemetry SDK ones)', () => {
     for (const name of ['session-cache', 'migrate']) {
       for (const variable of Object.keys(services[name]!.environment as Json)) {
