@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import pino, { type DestinationStream } from 'pino'
 import { createCacheCipher } from './cache/cipher.js'
 import { createAnswerCodec } from './cache/codec.js'
-import { defineCacheScripts, createRedisSessionCache, type GuardedRunner } from './cache/redis-session-cache.js'
+import { createRedisSessionCache, type GuardedRunner } from './cache/redis-session-cache.js'
 import { startInvalidationFeed } from './cache/invalidation-feed.js'
 import { keyScheme } from './cache/keys.js'
 import { createLocalSessionCache } from './cache/local-session-cache.js'
@@ -20,14 +20,13 @@ import { invalidateRoute } from './http/routes/invalidate.js'
 import { metricsRoute } from './http/routes/metrics.js'
 import { validateRoute } from './http/routes/validate.js'
 import { serviceKeyCheck } from './http/service-key.js'
-import { closeRedisClient, createRedisClient } from './redis/client.js'
-import { createGuardedRunner } from './redis/guarded-runner.js'
-import { closeRedisPool, createRedisPool, poolStats } from './redis/pool.js'
+import { poolStats } from './redis/pool.js'
 import { createBackgroundWrites } from './service/background-writes.js'
 import { createInvalidator } from './service/invalidator.js'
 import { createValidator } from './service/validator.js'
 import { boundStore } from './store/bounded-store.js'
 import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
+import { wireRedis } from './wiring/redis.js'
 import { wireRevocation } from './wiring/revocation.js'
 import { lazyChildLoggerFactory } from './telemetry/lazy-child-logger.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
@@ -87,17 +86,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
 
   // --- adapters
   const keys = keyScheme(config.redis.keyPrefix)
-  const redisPool = createRedisPool(
-    { ...config.redis, min: config.redis.poolMin, max: config.redis.poolMax },
-    log,
-    defineCacheScripts,
-  )
-  // Fastify runs onClose hooks last-registered first: each resource registers its close where it is opened, so
-  // whatever is built on it afterwards is closed before it.
-  app.addHook('onClose', () => closeRedisPool(redisPool))
+  // The metrics report Redis's pool, read late (the pool exists by any scrape); Redis reports into the metrics.
   const metrics = createMetrics(
     {
-      redisPool: () => poolStats(redisPool),
+      redisPool: () => poolStats(redis.pool),
       pgPool: () => ({ total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount, max: config.database.poolMax }),
     },
     {
@@ -110,14 +102,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       log,
     },
   )
-  // The breaker's per-call timer is what holds a request to the command timeout. ioredis starts its own command
-  // timer only when the command is written, and autopipelining holds a command back until the previous pipeline has
-  // its replies: against a slow Redis a read would otherwise wait up to twice the command timeout.
-  const breakerOptions = { ...config.breaker, timeoutMs: Math.min(config.breaker.timeoutMs, config.redis.commandTimeoutMs) }
-  const breaker = createGuardedRunner(redisPool, breakerOptions, log, {
-    commandDone: metrics.redisCommandDone,
-    breakerEvent: metrics.breakerEvent,
-  })
+  const redis = wireRedis(app, { config, log, metrics, onSwitch: () => void revocation.feed.replayRecent() })
+  const { pool: redisPool, breaker, subscriber } = redis
+  // Fastify runs onClose hooks last-registered first: each resource registers its close where it is opened, so
+  // whatever is built on it afterwards is closed before it.
   const pgPool = createPgPool({ ...config.database, url: config.database.url ?? '' }, log)
   app.addHook('onClose', () => pgPool.end())
   const baseStore = createPgSessionStore(pgPool, config.database.schema, metrics.pgQueryDone)
@@ -137,13 +125,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     memoEntries: config.cache.decryptMemoEntries,
     onUndecodable: metrics.cacheUndecodable,
   })
-  const baseCache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs, codec)
+  const baseCache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs, codec, redis.ack)
   const cache = overrides.wrapCache ? overrides.wrapCache(baseCache) : baseCache
   // The L1 tier and the subscriber that keeps it coherent exist only when it is turned on.
   const local = config.cache.localTtlMs > 0 ? createLocalSessionCache(config.cache.localMaxEntries) : undefined
-  // Every instance hears every invalidation (epoch; L1 when on), so the subscriber exists whether or not L1 does.
-  const subscriber = createRedisClient(config.redis, log)
-  app.addHook('onClose', () => closeRedisClient(subscriber))
   // Postgres drives every revocation; the feed applies outbox rows through the invalidator (bound below).
   const revocation = wireRevocation(app, {
     config,
@@ -284,6 +269,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       draining: () => draining,
       local,
       revocation: revocation.status,
+      topology: redis.topology,
     })
 
   // --- http
@@ -374,7 +360,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     await Promise.all(pollers.map((poller) => poller.stop()))
     // Writes already started (fills, invalidation retries) finish or give up before their connections close.
     await Promise.race([writes.settle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
-    breaker.shutdown()
   })
 
   return Object.assign(app, {

@@ -118,6 +118,34 @@ export const EnvSchema = Type.Object({
   DATABASE_LOOKUP_QUEUE_TIMEOUT_MS: Int(1000, 10, 60_000, 'Longest wait in that queue before the lookup is shed with 503 SESSION_STORE_BUSY.'),
 
   REDIS_URL: Str('redis://127.0.0.1:6379', 'redis:// or rediss:// URL, with credentials if any.'),
+  REDIS_SENTINELS: Type.Optional(
+    Type.String({
+      pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$',
+      description:
+        'Redis Sentinel: host:port,host:port,... of the sentinels (with REDIS_SENTINEL_MASTER_NAME). The master is asked ' +
+        'of them and followed through failovers. REDIS_URL then gives only the scheme (rediss:// for TLS) and credentials.',
+    }),
+  ),
+  REDIS_SENTINEL_MASTER_NAME: Type.Optional(Type.String({ minLength: 1, description: 'The master name the sentinels monitor.' })),
+  REDIS_SENTINEL_USERNAME: Type.Optional(Type.String({ minLength: 1, description: 'ACL user on the sentinels (not the data nodes).' })),
+  REDIS_SENTINEL_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'Password of that sentinel user.' })),
+  REDIS_CLUSTER_NODES: Type.Optional(
+    Type.String({
+      pattern: '^[^,:\\s]+:\\d{1,5}(,[^,:\\s]+:\\d{1,5})*$',
+      description:
+        'Redis Cluster: host:port,... of some nodes (the rest are discovered). REDIS_URL then gives only the scheme and ' +
+        'credentials.',
+    }),
+  ),
+  REDIS_WAIT_REPLICAS: Int(
+    1,
+    0,
+    10,
+    'After an invalidation, WAIT until this many replicas have it (skipped while the master reports none; not on ' +
+      'Cluster, where a failover replays recent revocations instead). Fewer in time: the invalidation is retried and ' +
+      'answered 503. 0 never waits.',
+  ),
+  REDIS_WAIT_TIMEOUT_MS: Int(100, 1, 10_000, 'Longest WAIT for those replicas.'),
   REDIS_KEY_PREFIX: Str('ssc:', 'Prefix of every key this service writes.', { pattern: '^[A-Za-z0-9:_.-]{1,64}$' }),
   REDIS_POOL_MIN: Int(2, 0, 100, 'Connections kept open.'),
   REDIS_POOL_MAX: Int(10, 1, 100, 'Most connections the pool opens.'),
@@ -359,6 +387,9 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
     },
     redis: {
       url: env.REDIS_URL,
+      topology: redisTopology(env),
+      waitReplicas: env.REDIS_WAIT_REPLICAS,
+      waitTimeoutMs: env.REDIS_WAIT_TIMEOUT_MS,
       keyPrefix: env.REDIS_KEY_PREFIX,
       poolMin: env.REDIS_POOL_MIN,
       poolMax: env.REDIS_POOL_MAX,
@@ -433,6 +464,47 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
 }
 
 export type Config = Readonly<ReturnType<typeof toConfig>>
+
+export interface HostPort {
+  host: string
+  port: number
+}
+
+export type RedisTopology =
+  | { kind: 'single' }
+  | { kind: 'sentinel'; sentinels: HostPort[]; masterName: string; username?: string; password?: string }
+  | { kind: 'cluster'; nodes: HostPort[] }
+
+const hostPorts = (list: string): HostPort[] =>
+  list.split(',').map((item) => {
+    const at = item.lastIndexOf(':')
+    return { host: item.slice(0, at), port: Number(item.slice(at + 1)) }
+  })
+
+/** Exactly one topology: one node (REDIS_URL), Sentinel, or Cluster. */
+function redisTopology(env: Env): RedisTopology {
+  const problems: string[] = []
+  if (env.REDIS_SENTINELS && env.REDIS_CLUSTER_NODES) problems.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: pick one topology')
+  if (env.REDIS_SENTINELS && !env.REDIS_SENTINEL_MASTER_NAME) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_MASTER_NAME')
+  if (!env.REDIS_SENTINELS && (env.REDIS_SENTINEL_MASTER_NAME || env.REDIS_SENTINEL_USERNAME || env.REDIS_SENTINEL_PASSWORD)) {
+    problems.push('REDIS_SENTINEL_* is set but REDIS_SENTINELS is not')
+  }
+  for (const [name, list] of [['REDIS_SENTINELS', env.REDIS_SENTINELS], ['REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES]] as const) {
+    if (list && hostPorts(list).some((hp) => !(hp.port >= 1 && hp.port <= 65535))) problems.push(`${name}: a port is out of range`)
+  }
+  if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
+  if (env.REDIS_SENTINELS) {
+    return {
+      kind: 'sentinel',
+      sentinels: hostPorts(env.REDIS_SENTINELS),
+      masterName: env.REDIS_SENTINEL_MASTER_NAME!,
+      username: env.REDIS_SENTINEL_USERNAME,
+      password: env.REDIS_SENTINEL_PASSWORD,
+    }
+  }
+  if (env.REDIS_CLUSTER_NODES) return { kind: 'cluster', nodes: hostPorts(env.REDIS_CLUSTER_NODES) }
+  return { kind: 'single' }
+}
 
 // --- credentials, keys and TLS material: parsed and checked once here, so a mistake stops the process at start-up
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../redis/client.js'
 import type { InvalidationTarget } from '../domain/session.js'
 import type { Log } from '../service/observer.js'
 import type { LocalSessionCache } from './local-session-cache.js'
@@ -22,7 +22,7 @@ export function parseInvalidation(message: string): InvalidationTarget | null {
  * is emptied and suspended, and it resumes (empty) once subscribed again.
  */
 export function startInvalidationFeed(
-  subscriber: Redis,
+  subscriber: RedisClient,
   channel: string,
   local: LocalSessionCache | undefined,
   log: Log,

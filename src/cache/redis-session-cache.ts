@@ -1,50 +1,104 @@
 import type CircuitBreaker from 'opossum'
-import type { Redis } from 'ioredis'
 import type { FillOutcome, SessionCache } from '../domain/ports.js'
 import type { InvalidationTarget, SessionAnswer } from '../domain/session.js'
+import type { RedisClient } from '../redis/client.js'
 import type { AnswerCodec } from './codec.js'
 import type { KeyScheme } from './keys.js'
-import { EXTEND, FILL, INVALIDATE } from './scripts.js'
+import { CLAIM, DROP_OWNER, DROP_TOKEN, EXTEND, EXTEND_INDEX, FILL } from './scripts.js'
 
-interface ScriptedClient extends Redis {
-  sscFill(numKeys: number, ...keysAndArgs: (string | number)[]): Promise<number>
-  sscExtend(entry: string, userIndex: string, sessionIndex: string, ttlMs: number, tokenHash: string): Promise<number>
-  sscInvalidate(...args: (string | number)[]): Promise<number>
+interface Scripted {
+  sscClaim(tombstone: string, index: string, kind: 'sid' | 'ui', tokenHash: string, ttlMs: number): Promise<number>
+  sscFill(entry: string, tombstone: string, value: string, ttlMs: number): Promise<number>
+  sscExtendIndex(index: string, kind: 'sid' | 'ui', ttlMs: number, tokenHash: string): Promise<number>
+  sscExtend(entry: string, ttlMs: number): Promise<number>
+  sscDropOwner(tombstone: string, index: string, kind: 'sid' | 'ui', ttlMs: number, channel: string, message: string): Promise<string[]>
+  sscDropToken(entry: string, tombstone: string, ttlMs: number, channel: string, message: string): Promise<number>
 }
 
 /** Registers this cache's scripts on a new connection (the pool calls it for each one it opens). */
-export function defineCacheScripts(client: Redis): void {
-  client.defineCommand('sscFill', { lua: FILL })
-  client.defineCommand('sscExtend', { numberOfKeys: 3, lua: EXTEND })
-  client.defineCommand('sscInvalidate', { numberOfKeys: 0, lua: INVALIDATE })
+export function defineCacheScripts(client: RedisClient): void {
+  client.defineCommand('sscClaim', { numberOfKeys: 2, lua: CLAIM })
+  client.defineCommand('sscFill', { numberOfKeys: 2, lua: FILL })
+  client.defineCommand('sscExtendIndex', { numberOfKeys: 1, lua: EXTEND_INDEX })
+  client.defineCommand('sscExtend', { numberOfKeys: 1, lua: EXTEND })
+  client.defineCommand('sscDropOwner', { numberOfKeys: 2, lua: DROP_OWNER })
+  client.defineCommand('sscDropToken', { numberOfKeys: 2, lua: DROP_TOKEN })
 }
 
 /** A cache operation: a plain function of a connection and its arguments, so that calling one needs no closure. */
-export type CacheOp = (client: Redis, ...args: never[]) => Promise<unknown>
+export type CacheOp = ((client: RedisClient, ...args: never[]) => Promise<unknown>) & { exclusive?: boolean }
 export type GuardedRunner = CircuitBreaker<[CacheOp, ...unknown[]], unknown>
 
-const getOp = (client: Redis, key: string) => client.get(key)
-const fillOp = (client: Redis, numKeys: number, ...rest: (string | number)[]) =>
-  (client as ScriptedClient).sscFill(numKeys, ...rest)
-const extendOp = (client: Redis, entry: string, userIndex: string, sessionIndex: string, ttlMs: number, tokenHash: string) =>
-  (client as ScriptedClient).sscExtend(entry, userIndex, sessionIndex, ttlMs, tokenHash)
-const invalidateOp = (client: Redis, ...args: (string | number)[]) => (client as ScriptedClient).sscInvalidate(...args)
-/** Targets per script call: a user with thousands of sessions, or a bulk revocation, must not block Redis at once. */
-const TARGETS_PER_CALL = 200
+/** After an invalidation: how many replicas must confirm it, and for how long to wait (0: do not). */
+export interface ReplicaAck {
+  replicas(): number
+  timeoutMs: number
+}
+
+const s = (client: RedisClient) => client as unknown as Scripted
+
+const getOp = (client: RedisClient, key: string) => client.get(key)
+const claimOp = (client: RedisClient, tombstone: string, index: string, kind: 'sid' | 'ui', hash: string, ttl: number) =>
+  s(client).sscClaim(tombstone, index, kind, hash, ttl)
+const fillOp = (client: RedisClient, entry: string, tombstone: string, value: string, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
+const extendIndexOp = (client: RedisClient, index: string, kind: 'sid' | 'ui', ttl: number, hash: string) =>
+  s(client).sscExtendIndex(index, kind, ttl, hash)
+const extendOp = (client: RedisClient, entry: string, ttl: number) => s(client).sscExtend(entry, ttl)
 
 const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
+/** Targets per operation: a user with thousands of sessions, or a bulk revocation, must not hold Redis at once. */
+const TARGETS_PER_CALL = 200
+
+/** Thrown when fewer replicas than asked confirmed an invalidation: it may not survive a failover, so it is retried. */
+export class ReplicaAckShortfall extends Error {
+  override name = 'ReplicaAckShortfall'
+}
 
 /**
- * SessionCache over Redis. Every operation runs through the breaker (which runs it on a pooled connection); a hit is
- * one GET and one decryption (codec.ts), a fill or an invalidation is one script call.
+ * SessionCache over Redis (one node, Sentinel or Cluster alike). Every operation runs through the breaker (which runs
+ * it on a pooled connection); a hit is one GET and one decryption (codec.ts). Fills and invalidations follow the
+ * per-slot protocol of scripts.ts.
  */
 export function createRedisSessionCache(
   runner: GuardedRunner,
   keys: KeyScheme,
   tombstoneTtlMs: number,
   codec: AnswerCodec,
+  ack: ReplicaAck = { replicas: () => 0, timeoutMs: 0 },
 ): SessionCache {
   const run = runner.fire.bind(runner) as (op: CacheOp, ...args: unknown[]) => Promise<unknown>
+  const channel = keys.invalidationChannel
+
+  /**
+   * One chunk of an invalidation on one connection held for it: owners first (tombstone, index), then every token
+   * hash named or found, then WAIT for the replicas on that same connection (it counts that connection's writes).
+   */
+  const invalidateOp: CacheOp = async (client: RedisClient, targets: InvalidationTarget[]) => {
+    const tokens = new Map<string, string>()
+    const owners: Promise<string[]>[] = []
+    for (const target of targets) {
+      if (target.kind === 'token') tokens.set(target.tokenHash, `tok:${target.tokenHash}`)
+      else {
+        const id = target.kind === 'session' ? target.sessionId : target.userId
+        const [tombstone, index, kind] =
+          target.kind === 'session'
+            ? [keys.sessionTombstone(id), keys.sessionIndex(id), 'sid' as const]
+            : [keys.userTombstone(id), keys.userIndex(id), 'ui' as const]
+        owners.push(s(client).sscDropOwner(tombstone, index, kind, tombstoneTtlMs, channel, `${KIND_CODE[target.kind]}:${id}`))
+      }
+    }
+    for (const found of await Promise.all(owners)) for (const hash of found) if (!tokens.has(hash)) tokens.set(hash, '')
+    const removed = await Promise.all(
+      [...tokens].map(([hash, message]) => s(client).sscDropToken(keys.entry(hash), keys.tokenTombstone(hash), tombstoneTtlMs, channel, message)),
+    )
+    const replicas = ack.replicas()
+    if (replicas > 0 && 'wait' in client) {
+      const confirmed = await (client as { wait(n: number, ms: number): Promise<number> }).wait(replicas, ack.timeoutMs)
+      if (confirmed < replicas) throw new ReplicaAckShortfall(`${confirmed} of ${replicas} replicas confirmed within ${ack.timeoutMs} ms`)
+    }
+    return removed.reduce((sum, n) => sum + n, 0)
+  }
+  invalidateOp.exclusive = true
 
   return {
     async get(tokenHash) {
@@ -55,44 +109,34 @@ export function createRedisSessionCache(
     async fill(tokenHash, answer: SessionAnswer, ttlMs): Promise<FillOutcome> {
       const value = codec.encode(tokenHash, answer)
       const ttl = Math.max(1, Math.floor(ttlMs))
-      const written = answer.valid
-        ? await run(
-            fillOp as CacheOp,
-            6,
-            keys.entry(tokenHash),
-            keys.tokenTombstone(tokenHash),
-            keys.sessionTombstone(answer.entry.session.id),
-            keys.userTombstone(answer.entry.session.userId),
-            keys.userIndex(answer.entry.session.userId),
-            keys.sessionIndex(answer.entry.session.id),
-            value,
-            ttl,
-            tokenHash,
-          )
-        : await run(fillOp as CacheOp, 2, keys.entry(tokenHash), keys.tokenTombstone(tokenHash), value, ttl)
+      if (answer.valid) {
+        const { id: sessionId, userId } = answer.entry.session
+        // Step 1 of scripts.ts's protocol: the owners' slots first, each refusing under its tombstone.
+        const claims = (await Promise.all([
+          run(claimOp as CacheOp, keys.sessionTombstone(sessionId), keys.sessionIndex(sessionId), 'sid', tokenHash, ttl),
+          run(claimOp as CacheOp, keys.userTombstone(userId), keys.userIndex(userId), 'ui', tokenHash, ttl),
+        ])) as number[]
+        if (claims.includes(0)) return 'tombstoned'
+      }
+      const written = await run(fillOp as CacheOp, keys.entry(tokenHash), keys.tokenTombstone(tokenHash), value, ttl)
       return written === 1 ? 'written' : 'tombstoned'
     },
 
     async extend(tokenHash, answer, ttlMs) {
-      await run(
-        extendOp as CacheOp,
-        keys.entry(tokenHash),
-        keys.userIndex(answer.entry.session.userId),
-        keys.sessionIndex(answer.entry.session.id),
-        Math.max(1, Math.floor(ttlMs)),
-        tokenHash,
-      )
+      const ttl = Math.max(1, Math.floor(ttlMs))
+      const { id: sessionId, userId } = answer.entry.session
+      // Indexes first: an index must outlive its entry.
+      await Promise.all([
+        run(extendIndexOp as CacheOp, keys.sessionIndex(sessionId), 'sid', ttl, tokenHash),
+        run(extendIndexOp as CacheOp, keys.userIndex(userId), 'ui', ttl, tokenHash),
+      ])
+      await run(extendOp as CacheOp, keys.entry(tokenHash), ttl)
     },
 
     async invalidate(targets: InvalidationTarget[]) {
       let removed = 0
       for (let at = 0; at < targets.length; at += TARGETS_PER_CALL) {
-        const args: (string | number)[] = [keys.prefix, tombstoneTtlMs, keys.invalidationChannel]
-        for (const target of targets.slice(at, at + TARGETS_PER_CALL)) {
-          const id = target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
-          args.push(KIND_CODE[target.kind], id)
-        }
-        removed += (await run(invalidateOp as CacheOp, ...args)) as number
+        removed += (await run(invalidateOp, targets.slice(at, at + TARGETS_PER_CALL))) as number
       }
       return removed
     },

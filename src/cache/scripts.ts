@@ -1,88 +1,92 @@
 /**
- * Server-side scripts, so that each cache write is atomic (no key lives without a TTL, no index points nowhere) and
- * costs one round trip. Loaded with ioredis defineCommand (EVALSHA, falling back to EVAL).
- * They build index and tombstone names from the prefix like keys.ts does; Redis Cluster support will need hash tags.
- * Times come from the server's clock (TIME), so instances with skewed clocks agree on which index members expired.
+ * Server-side scripts: each touches the keys of one hash tag (one Redis Cluster slot), declared in KEYS, and costs one
+ * round trip; loaded with ioredis defineCommand (EVALSHA, falling back to EVAL). Every key is written with its TTL in
+ * the same script. Times come from the server's clock (TIME), so instances with skewed clocks agree.
+ *
+ * Why a racing fill can never write a revoked session back, with no cross-slot command:
+ *   fill of token h (session s, user u):   1. CLAIM in slot s and in slot u: refused if that tombstone exists, else
+ *                                             h joins the index;   2. FILL in slot h: refused if h's tombstone exists.
+ *   invalidation of user u (or session s): 1. DROP_OWNER in slot u: tombstone u, read the index (all h claimed so far);
+ *                                          2. DROP_TOKEN in slot h for each: delete the entry, tombstone h.
+ *   If the fill's CLAIM on u came after DROP_OWNER, it sees u's tombstone and stops. If it came before, h is in the
+ *   index DROP_OWNER read, so DROP_TOKEN(h) runs: a FILL before it is deleted by it, a FILL after it meets h's
+ *   tombstone. An invalidation by token (or by the hashes Postgres returned) is DROP_TOKEN alone, which FILL checks in
+ *   the same slot. Tombstones outlive any fill's deadline (half their life, from the read), so "after" is covered.
  */
 
 /**
- * KEYS: entry, token tombstone [, session tombstone, user tombstone, user index, session index]
- * ARGV: value, ttlMs [, tokenHash]
- * Returns 1 when written, 0 when a tombstone forbade it.
- * The user index is a sorted set scored by each entry's expiry: members whose entries have expired are dropped here,
- * so a user with steady logins keeps an index of their live sessions only.
+ * KEYS: tombstone (t:sid or t:uid), index (sid or ui).  ARGV: 'sid' | 'ui', tokenHash, ttlMs.
+ * Returns 1 when the token joined the index, 0 when the tombstone forbade it. The user index is a sorted set scored by
+ * each entry's expiry: members whose entries have expired are dropped here, so it holds live sessions only.
  */
-export const FILL = `
-local last = #KEYS > 2 and 4 or 2
-if redis.call('EXISTS', unpack(KEYS, 2, last)) > 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if #KEYS > 2 then
-  local ttl = tonumber(ARGV[2])
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-  redis.call('ZADD', KEYS[5], now + ttl, ARGV[3])
-  if redis.call('PTTL', KEYS[5]) < ttl then redis.call('PEXPIRE', KEYS[5], ttl) end
-  redis.call('SET', KEYS[6], ARGV[3], 'PX', ttl)
+export const CLAIM = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local ttl = tonumber(ARGV[3])
+if ARGV[1] == 'sid' then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+  return 1
 end
-return 1
-`
-
-/**
- * KEYS: entry, user index, session index.  ARGV: ttlMs, tokenHash.
- * Extends a cached entry and its indexes together (an index must outlive its entries); a no-op if the entry is gone.
- */
-export const EXTEND = `
-local ttl = tonumber(ARGV[1])
-if redis.call('PEXPIRE', KEYS[1], ttl) == 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[2], 'GT', now + ttl, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[2])
 if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('PEXPIRE', KEYS[3], ttl)
+return 1
+`
+
+/** KEYS: entry, token tombstone.  ARGV: value, ttlMs.  Returns 1 when written, 0 when the tombstone forbade it. */
+export const FILL = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `
 
 /**
- * ARGV: prefix, tombstoneTtlMs, channel, then pairs of kind ('tok' | 'sid' | 'uid') and id (a token hash, session id
- * or user id).
- * For each target: removes its cached entries (a token's own; a session's or user's through the indexes) with their
- * index entries, leaves tombstones for the target and for each token hash it touched, and publishes `<kind>:<id>` on
- * the channel for every instance (L1 tiers, single-flight epochs), all in one atomic step. Callers also pass the token
- * hashes Postgres knows for a session or user, so an evicted index cannot hide an entry. Returns entries removed.
+ * KEYS: index (sid or ui).  ARGV: 'sid' | 'ui', ttlMs, tokenHash.
+ * Sliding TTL: keeps an index at least as long as the entry it is extended with (run before the entry's EXTEND).
  */
-export const INVALIDATE = `
-local p, ttl, channel = ARGV[1], ARGV[2], ARGV[3]
-local removed = 0
-local function drop(h)
-  local key = p .. 'e:' .. h
-  local v = redis.call('GET', key)
-  if v then
-    removed = removed + 1
-    local ok, d = pcall(cjson.decode, v)
-    if ok and type(d) == 'table' and type(d.sid) == 'string' and type(d.uid) == 'string' then
-      redis.call('DEL', p .. 'sid:' .. d.sid)
-      redis.call('ZREM', p .. 'ui:' .. d.uid, h)
-    end
-    redis.call('DEL', key)
-  end
-  redis.call('SET', p .. 't:tok:' .. h, '1', 'PX', ttl)
+export const EXTEND_INDEX = `
+local ttl = tonumber(ARGV[2])
+if ARGV[1] == 'ui' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[1], 'GT', now + ttl, ARGV[3])
 end
-for i = 4, #ARGV - 1, 2 do
-  local kind, id = ARGV[i], ARGV[i + 1]
-  if kind == 'tok' then
-    drop(id)
-  elseif kind == 'sid' then
-    local h = redis.call('GET', p .. 'sid:' .. id)
-    if h then drop(h) end
-    redis.call('DEL', p .. 'sid:' .. id)
-    redis.call('SET', p .. 't:sid:' .. id, '1', 'PX', ttl)
-  elseif kind == 'uid' then
-    for _, h in ipairs(redis.call('ZRANGE', p .. 'ui:' .. id, 0, -1)) do drop(h) end
-    redis.call('DEL', p .. 'ui:' .. id)
-    redis.call('SET', p .. 't:uid:' .. id, '1', 'PX', ttl)
-  end
-  redis.call('PUBLISH', channel, kind .. ':' .. id)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`
+
+/** KEYS: entry.  ARGV: ttlMs.  Extends a cached entry; a no-op (0) when it is gone. */
+export const EXTEND = `
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+`
+
+/**
+ * KEYS: tombstone (t:sid or t:uid), index (sid or ui).  ARGV: 'sid' | 'ui', tombstoneTtlMs, channel, message.
+ * Step 1 of invalidating a session or a user: tombstones it, takes its index (every token hash claimed so far), and
+ * announces it to every instance. Returns the token hashes.
+ */
+export const DROP_OWNER = `
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+local hashes
+if ARGV[1] == 'sid' then
+  local h = redis.call('GET', KEYS[2])
+  hashes = h and { h } or {}
+else
+  hashes = redis.call('ZRANGE', KEYS[2], 0, -1)
 end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return hashes
+`
+
+/**
+ * KEYS: entry, token tombstone.  ARGV: tombstoneTtlMs, channel, message ('' for none).
+ * Deletes a token's entry and tombstones it (announcing it when asked). Returns 1 when an entry was removed.
+ */
+export const DROP_TOKEN = `
+local removed = redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return removed
 `

@@ -14,11 +14,14 @@ export interface HealthDeps {
   draining: () => boolean
   /** The L1 tier, when it is turned on. */
   local?: { readonly active: boolean; readonly size: number }
+  /** The Redis topology and what each master reported at the last poll. */
+  topology?: () => { kind: string; masters: Array<{ address: string; role: string; connectedReplicas: number; replicas: Array<{ address: string; state: string; lagSeconds: number | null }> }> }
   /** The revocation feed: the LISTEN connection's state and how far the outbox has been applied. */
   revocation?: () => {
     listener: string
     lastAppliedId: number | null
     pendingEvents: number
+    replaying: boolean
     distrustedUntil: string | null
     lagSeconds: number | null
   }
@@ -71,7 +74,7 @@ export async function healthReport(deps: HealthDeps) {
   const redisUsable = redis.connected && state !== 'open'
   const feed = deps.revocation?.()
   // Revocations still arrive by the poll while LISTEN is down, a little later: degraded, not unhealthy.
-  const feedWell = !feed || (feed.listener === 'listening' && feed.pendingEvents === 0 && feed.distrustedUntil === null)
+  const feedWell = !feed || (feed.listener === 'listening' && feed.pendingEvents === 0 && !feed.replaying && feed.distrustedUntil === null)
   const status: HealthStatus = deps.draining()
     ? 'unhealthy'
     : redisUsable && postgresConnected && feedWell
@@ -84,7 +87,7 @@ export async function healthReport(deps: HealthDeps) {
   return {
     status,
     draining: deps.draining(),
-    redis: redisInfo,
+    redis: { ...redisInfo, ...(deps.topology ? { topology: deps.topology() } : {}) },
     circuitBreaker: { state },
     pool: poolStats(deps.pool),
     postgres: { connected: postgresConnected },
@@ -101,6 +104,7 @@ export async function healthReport(deps: HealthDeps) {
             state: feed.listener,
             lastAppliedId: feed.lastAppliedId,
             pendingEvents: feed.pendingEvents,
+            replaying: feed.replaying,
             distrustedUntil: feed.distrustedUntil,
             lagSeconds: feed.lagSeconds,
           },

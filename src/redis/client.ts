@@ -1,5 +1,9 @@
-import { Redis, type RedisOptions } from 'ioredis'
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
+import type { RedisTopology } from '../config.js'
 import type { Log } from '../service/observer.js'
+
+/** A connection to whichever topology is configured: one node or a Sentinel-managed master (Redis), or a Cluster. */
+export type RedisClient = Redis | Cluster
 
 export interface RedisTlsOptions {
   ca?: string
@@ -17,6 +21,10 @@ export interface RedisClientOptions {
   password?: string
   /** For rediss:// URLs: what to verify the server against, and an optional client certificate. */
   tls?: RedisTlsOptions
+  /** One node (REDIS_URL), Sentinel or Cluster; credentials and TLS above apply to every data node. */
+  topology?: RedisTopology
+  /** Told of each Cluster redirection the client follows. */
+  onRedirect?: (kind: 'moved' | 'ask') => void
 }
 
 /**
@@ -57,14 +65,9 @@ export function reconnectDelay(attempt: number): number {
   return Math.floor(ceiling / 2 + (Math.random() * ceiling) / 2)
 }
 
-/**
- * One ioredis connection, set to fail fast: no offline queue (a command while disconnected rejects at once), one
- * attempt per command, a command timeout, and autopipelining so concurrent requests share one write.
- */
-export function createRedisClient(options: RedisClientOptions, log: Log, extra: RedisOptions = {}): Redis {
-  const connection = connectionOptions(options)
-  const client = new Redis(connection.url, {
-    ...connection.extra,
+/** What every data-node connection shares, whatever the topology: fail fast, time out, pipeline. */
+function dataNodeOptions(options: RedisClientOptions, extra: RedisOptions): RedisOptions {
+  return {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -76,7 +79,88 @@ export function createRedisClient(options: RedisClientOptions, log: Log, extra: 
     disableClientInfo: true,
     retryStrategy: reconnectDelay,
     ...extra,
-  })
+  }
+}
+
+function connect(options: RedisClientOptions, extra: RedisOptions): RedisClient {
+  const connection = connectionOptions(options)
+  const topology = options.topology ?? { kind: 'single' }
+  if (topology.kind === 'single') return new Redis(connection.url, { ...connection.extra, ...dataNodeOptions(options, extra) })
+  // Credentials and TLS from REDIS_URL (and REDIS_USERNAME/PASSWORD, REDIS_TLS_*) apply to every data node.
+  const url = new URL(connection.url)
+  const credentials = {
+    username: connection.extra.username ?? (url.username ? decodeURIComponent(url.username) : undefined),
+    password: connection.extra.password ?? (url.password ? decodeURIComponent(url.password) : undefined),
+  }
+  if (topology.kind === 'sentinel') {
+    return new Redis({
+      ...credentials,
+      ...(connection.extra.tls ? { tls: connection.extra.tls, enableTLSForSentinelMode: true } : {}),
+      ...dataNodeOptions(options, extra),
+      sentinels: topology.sentinels,
+      name: topology.masterName,
+      role: 'master',
+      sentinelUsername: topology.username,
+      sentinelPassword: topology.password,
+      sentinelMaxConnections: topology.sentinels.length,
+      sentinelCommandTimeout: options.connectTimeoutMs,
+      sentinelRetryStrategy: reconnectDelay,
+      // A switch is noticed when the sentinels announce it (+switch-master), not only when the old socket closes.
+      failoverDetector: true,
+      // A hung master is noticed: a socket that answers nothing after a write is dropped and reconnected.
+      socketTimeout: Math.max(options.commandTimeoutMs * 4, 1000),
+      // A write that reaches a demoted master (READONLY) means the switch happened: reconnect to ask the sentinels.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 1 : false),
+    })
+  }
+  const nodeOptions = dataNodeOptions(options, extra)
+  const clusterOptions: ClusterOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    scaleReads: 'master',
+    maxRedirections: 16,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: options.connectTimeoutMs,
+    slotsRefreshInterval: 5000,
+    clusterRetryStrategy: reconnectDelay,
+    redisOptions: {
+      ...credentials,
+      ...(connection.extra.tls ? { tls: connection.extra.tls } : {}),
+      ...nodeOptions,
+      lazyConnect: false,
+    },
+  }
+  const cluster = new Cluster(topology.nodes, clusterOptions)
+  if (options.onRedirect) countRedirections(cluster, options.onRedirect)
+  return cluster
+}
+
+/**
+ * ioredis follows MOVED and ASK itself and emits nothing per redirection; its (internal) handleError sees each one
+ * first. Wrapped here, guarded, so that a future ioredis without it only loses the count.
+ */
+function countRedirections(cluster: Cluster, onRedirect: (kind: 'moved' | 'ask') => void): void {
+  const target = cluster as unknown as { handleError?: (error: Error, ...rest: unknown[]) => unknown }
+  const original = target.handleError
+  if (typeof original !== 'function') return
+  target.handleError = function (error: Error, ...rest: unknown[]) {
+    const kind = error.message.slice(0, 4)
+    if (kind === 'MOVE') onRedirect('moved')
+    else if (kind === 'ASK ') onRedirect('ask')
+    return original.call(this, error, ...rest)
+  }
+}
+
+/**
+ * One ioredis connection (a Cluster client for a Cluster), set to fail fast: no offline queue (a command while
+ * disconnected rejects at once), one attempt per command, a command timeout, and autopipelining so concurrent
+ * requests share one write.
+ */
+export function createRedisClient(options: RedisClientOptions, log: Log, extra: RedisOptions = {}): RedisClient {
+  const client = connect(options, extra)
   let healthy = true
   client.on('error', (err: Error) => {
     // ioredis emits one error per failed reconnect; log the first of a run, not each.
@@ -91,7 +175,7 @@ export function createRedisClient(options: RedisClientOptions, log: Log, extra: 
 }
 
 /** Resolves once the client is ready, or after the connect timeout, whichever is first; never rejects. */
-export function settleConnection(client: Redis, timeoutMs: number): Promise<void> {
+export function settleConnection(client: RedisClient, timeoutMs: number): Promise<void> {
   if (client.status === 'ready') return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {
@@ -107,7 +191,7 @@ export function settleConnection(client: Redis, timeoutMs: number): Promise<void
 }
 
 /** Closes politely (QUIT) when connected, and at once otherwise. */
-export async function closeRedisClient(client: Redis): Promise<void> {
+export async function closeRedisClient(client: RedisClient): Promise<void> {
   if (client.status === 'ready') {
     try {
       await client.quit()

@@ -1,14 +1,25 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './client.js'
 import type { Log } from '../service/observer.js'
 import { createBreaker, type BreakerEvent, type BreakerOptions, type BreakerState } from './breaker.js'
 import { createTurnLease, type RedisPool } from './pool.js'
 
-export type PooledOp = (client: Redis, ...args: never[]) => Promise<unknown>
+/** An operation on a pooled connection; `exclusive` ones hold theirs until they finish (WAIT counts its writes). */
+export type PooledOp = ((client: RedisClient, ...args: never[]) => Promise<unknown>) & { exclusive?: boolean }
 
 export interface RunnerHooks {
   /** Called once per command with its duration; must be cheap. */
   commandDone(ok: boolean, seconds: number): void
   breakerEvent(event: BreakerEvent, state: BreakerState): void
+}
+
+/** Holds one pooled connection for the whole operation (the per-turn lease would hand it to others meanwhile). */
+async function exclusively(pool: RedisPool, op: (c: RedisClient, ...a: unknown[]) => Promise<unknown>, args: unknown[]): Promise<unknown> {
+  const client = await pool.acquire()
+  try {
+    return await op(client, ...args)
+  } finally {
+    void pool.release(client)
+  }
 }
 
 /** Breaker → pool (a connection leased per event-loop turn) → connection: the one path by which the cache reaches Redis. */
@@ -18,7 +29,8 @@ export function createGuardedRunner(pool: RedisPool, options: BreakerOptions, lo
     const started = performance.now()
     let ok = false
     try {
-      const reply = await lease.run(op as (c: Redis, ...a: unknown[]) => Promise<unknown>, ...args)
+      const run = op as (c: RedisClient, ...a: unknown[]) => Promise<unknown>
+      const reply = await (op.exclusive ? exclusively(pool, run, args) : lease.run(run, ...args))
       ok = true
       return reply
     } finally {

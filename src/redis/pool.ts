@@ -1,7 +1,6 @@
 import { createPool, type Pool } from 'generic-pool'
-import type { Redis } from 'ioredis'
 import type { Log } from '../service/observer.js'
-import { closeRedisClient, createRedisClient, settleConnection, type RedisClientOptions } from './client.js'
+import { closeRedisClient, createRedisClient, settleConnection, type RedisClient, type RedisClientOptions } from './client.js'
 
 export interface RedisPoolOptions extends RedisClientOptions {
   min: number
@@ -9,19 +8,19 @@ export interface RedisPoolOptions extends RedisClientOptions {
   acquireTimeoutMs: number
 }
 
-export type RedisPool = Pool<Redis>
+export type RedisPool = Pool<RedisClient>
 
 /**
  * A generic-pool of ioredis connections.
  *
  * `create` never rejects: it hands back a connection that is ready, or one still connecting (ioredis reconnects it
  * with backoff). A rejecting create makes generic-pool retry at once for every waiting borrower, which spins the CPU
- * while Redis is down; a connecting client instead fails its commands fast and lets the breaker open.
+ * while RedisClient is down; a connecting client instead fails its commands fast and lets the breaker open.
  * Validation is not done per borrow (it would cost a PING round trip on the hot path): a client is only ever unusable
- * while Redis itself is, and the breaker covers that.
+ * while RedisClient itself is, and the breaker covers that.
  */
-export function createRedisPool(options: RedisPoolOptions, log: Log, onCreate?: (client: Redis) => void): RedisPool {
-  return createPool<Redis>(
+export function createRedisPool(options: RedisPoolOptions, log: Log, onCreate?: (client: RedisClient) => void): RedisPool {
+  return createPool<RedisClient>(
     {
       async create() {
         const client = createRedisClient(options, log)
@@ -56,7 +55,7 @@ export function createRedisPool(options: RedisPoolOptions, log: Log, onCreate?: 
  */
 export async function withConnection<A extends unknown[], T>(
   pool: RedisPool,
-  op: (client: Redis, ...args: A) => Promise<T>,
+  op: (client: RedisClient, ...args: A) => Promise<T>,
   ...args: A
 ): Promise<T> {
   const client = await pool.acquire()
@@ -86,15 +85,15 @@ export function poolStats(pool: RedisPool) {
  * the pool's bookkeeping) on a path whose whole budget is tens of microseconds.
  */
 export function createTurnLease(pool: RedisPool) {
-  let current: Redis | undefined
-  let pending: Promise<Redis> | undefined
+  let current: RedisClient | undefined
+  let pending: Promise<RedisClient> | undefined
   const giveBack = () => {
     const client = current
     current = undefined
     pending = undefined
     if (client) void pool.release(client)
   }
-  const acquire = (): Promise<Redis> =>
+  const acquire = (): Promise<RedisClient> =>
     (pending ??= pool.acquire().then(
       (client) => {
         current = client
@@ -108,7 +107,7 @@ export function createTurnLease(pool: RedisPool) {
     ))
 
   return {
-    run<A extends unknown[], T>(op: (client: Redis, ...args: A) => Promise<T>, ...args: A): Promise<T> {
+    run<A extends unknown[], T>(op: (client: RedisClient, ...args: A) => Promise<T>, ...args: A): Promise<T> {
       return current ? op(current, ...args) : acquire().then((client) => op(client, ...args))
     },
   }

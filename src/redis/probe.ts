@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './client.js'
 import { withConnection, type RedisPool } from './pool.js'
 
 export interface RedisProbe {
@@ -80,16 +80,16 @@ export function infoFigures(info: string): RedisInfoFigures {
   }
 }
 
-const infoOp = (client: Redis) => client.info()
+const infoOp = (client: RedisClient) => client.info()
 
 /** INFO through the pool (not the breaker: a poll must neither be skipped by it nor count towards opening it). */
 export function readInfo(pool: RedisPool): Promise<string> {
   return withConnection(pool, infoOp)
 }
 
-const pingOp = (client: Redis) => client.ping()
-const getOp = (client: Redis, key: string) => client.get(key)
-const setOp = (client: Redis, key: string) => client.set(key, '1', 'PX', 10_000)
+const pingOp = (client: RedisClient) => client.ping()
+const getOp = (client: RedisClient, key: string) => client.get(key)
+const setOp = (client: RedisClient, key: string) => client.set(key, '1', 'PX', 10_000)
 
 async function timed<T>(work: Promise<T>): Promise<number> {
   const started = performance.now()

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './client.js'
 import { withConnection, type RedisPool } from './pool.js'
 
 /** One SLOWLOG entry, reduced to what may leave the process: the command's name and its duration, never arguments. */
@@ -36,7 +36,7 @@ export function parseSlowlog(reply: unknown): SlowlogEntry[] {
   return entries
 }
 
-const slowlogOp = (client: Redis, count: number) => client.call('SLOWLOG', 'GET', count)
+const slowlogOp = (client: RedisClient, count: number) => client.call('SLOWLOG', 'GET', count)
 
 /** SLOWLOG GET through the pool (not the breaker), newest entry first. */
 export async function readSlowlog(pool: RedisPool, count: number): Promise<SlowlogEntry[]> {

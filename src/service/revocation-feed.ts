@@ -76,6 +76,8 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
   let stuck = false
   // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
   let distrustUntil = 0
+  // Replays after a master switch still running: Redis is not trusted until they have landed.
+  let replaying = 0
   let pumping = false
   let catchingUp: Promise<void> | undefined
   let catchUpAgain = false
@@ -280,12 +282,44 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
      * recently. (An event being applied normally takes a round trip, far inside the bounds: no need to stop trusting.)
      */
     trusted(): boolean {
-      return !stuck && (distrustUntil === 0 || now() >= distrustUntil)
+      return !stuck && replaying === 0 && (distrustUntil === 0 || now() >= distrustUntil)
+    },
+    /**
+     * A master switch may have lost writes the old master had acknowledged (replication is asynchronous): forget what
+     * this instance holds, apply again every row of the last cache lifetime into the new master, and only then trust
+     * Redis again. Retried every `retryMs` until it lands (Postgres and the new master both reachable).
+     */
+    async replayRecent(): Promise<void> {
+      replaying++
+      deps.forgetLocal()
+      try {
+        while (!stopped) {
+          try {
+            let after = await outbox.lastIdBefore(now() - options.replayWindowMs)
+            let applied = 0
+            for (;;) {
+              const rows = await outbox.readAfter(after, options.batchSize)
+              for (const event of rows) await deps.apply(event.targets)
+              applied += rows.length
+              if (rows.length < options.batchSize) break
+              after = rows[rows.length - 1]!.id
+            }
+            log.info({ applied }, 'revocation feed: recent revocations replayed into the new master; trusting Redis again')
+            return
+          } catch (err) {
+            log.warn({ err: { message: (err as Error).message } }, 'revocation feed: replay after a master switch failed; retrying')
+            await new Promise((resolve) => setTimeout(resolve, options.retryMs).unref())
+          }
+        }
+      } finally {
+        replaying--
+      }
     },
     status() {
       return {
         lastAppliedId: floor ?? null,
         pendingEvents: queued.size,
+        replaying: replaying > 0,
         distrustedUntil: distrustUntil > now() ? new Date(distrustUntil).toISOString() : null,
         lagSeconds: lastLagSeconds,
       }

@@ -68,7 +68,7 @@ describe('cached values are encrypted', () => {
     await t.settle()
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'redis', user: { email: fields.email } })
 
-    const raw = await t.redis.get(`${t.prefix}e:${hashToken(token)}`)
+    const raw = await t.redis.get(`${t.prefix}e:{${hashToken(token)}}`)
     const value = JSON.parse(raw!) as Record<string, unknown>
     expect(Object.keys(value).sort()).toEqual(['p', 'sid', 'uid', 'v'])
     expect(value).toMatchObject({ v: 3, sid: sessionId, uid: userId })
@@ -91,7 +91,7 @@ describe('cached values are encrypted', () => {
     const b = await personalSession()
     await during.validate(b.token)
     await during.settle()
-    expect(await during.redis.get(`${prefix}e:${hashToken(b.token)}`)).toMatch(/"p":"new\./)
+    expect(await during.redis.get(`${prefix}e:{${hashToken(b.token)}}`)).toMatch(/"p":"new\./)
 
     // Step 3: the old key is gone. B's value opens; A's (sealed by `old`) is a miss, answered by Postgres and resealed.
     const after = await instance(NEW)
@@ -100,7 +100,7 @@ describe('cached values are encrypted', () => {
     expect(await counter(after, 'session_cache_undecodable_total', { reason: 'unknown_key' })).toBe(1)
     await after.settle()
     expect((await after.validate(a.token)).json()).toMatchObject({ valid: true, source: 'redis' })
-    expect(await after.redis.get(`${prefix}e:${hashToken(a.token)}`)).toMatch(/"p":"new\./)
+    expect(await after.redis.get(`${prefix}e:{${hashToken(a.token)}}`)).toMatch(/"p":"new\./)
   })
 
   it('treats a value that does not open as a miss and answers from Postgres, for every kind of damage', async () => {
@@ -111,7 +111,7 @@ describe('cached values are encrypted', () => {
     await t.validate(other.token)
     await t.validate('not-a-session-token')
     await t.settle()
-    const entry = (token: string) => `${t.prefix}e:${hashToken(token)}`
+    const entry = (token: string) => `${t.prefix}e:{${hashToken(token)}}`
     const original = (await t.redis.get(entry(victim.token)))!
     const otherValue = (await t.redis.get(entry(other.token)))!
     const negative = (await t.redis.get(entry('not-a-session-token')))!

@@ -145,7 +145,7 @@ describe('tracing bootstrap', () => {
     // The fill is in the background: wait until it has landed (so no write shares a pipeline with the next read).
     const redis = new Redis(TEST_REDIS_URL)
     try {
-      await eventually(async () => (await redis.exists(`${prefix}e:${hashToken(token)}`)) === 1, 10_000, 'the cache fill')
+      await eventually(async () => (await redis.exists(`${prefix}e:{${hashToken(token)}}`)) === 1, 10_000, 'the cache fill')
       expect(JSON.parse((await post(port, '/validate', { token }, headers)).body)).toMatchObject({ valid: true, source: 'redis' })
       await redis.del(...(await redis.keys(`${prefix}*`)))
     } finally {

@@ -86,7 +86,7 @@ describe('POST /validate', () => {
     await t.validate(token)
     await t.invalidate({ token })
     const dump = await t.dump()
-    expect(Object.keys(dump)).toContain(`${t.prefix}t:tok:${hashToken(token)}`)
+    expect(Object.keys(dump)).toContain(`${t.prefix}t:tok:{${hashToken(token)}}`)
     expect(JSON.stringify(dump)).not.toContain(token)
     expect(t.logs.lines.length).toBeGreaterThan(0)
     expect(t.logs.text()).not.toContain(token)
@@ -99,8 +99,8 @@ describe('POST /validate', () => {
     await t.validate(soon.token)
     await t.validate(later.token)
     await t.settle()
-    const soonTtl = await t.redis.pttl(`${t.prefix}e:${hashToken(soon.token)}`)
-    const laterTtl = await t.redis.pttl(`${t.prefix}e:${hashToken(later.token)}`)
+    const soonTtl = await t.redis.pttl(`${t.prefix}e:{${hashToken(soon.token)}}`)
+    const laterTtl = await t.redis.pttl(`${t.prefix}e:{${hashToken(later.token)}}`)
     expect(soonTtl).toBeGreaterThan(0)
     expect(soonTtl).toBeLessThanOrEqual(5000)
     expect(laterTtl).toBeGreaterThan(290_000)
@@ -116,7 +116,7 @@ describe('POST /validate', () => {
     await t.settle()
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'redis' })
     skewMs = expiresAt.getTime() - Date.now() + 1000
-    expect(await t.redis.exists(`${t.prefix}e:${hashToken(token)}`)).toBe(1)
+    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(token)}}`)).toBe(1)
     expect((await t.validate(token)).json()).toEqual({ valid: false, reason: 'expired' })
   })
 
@@ -166,10 +166,10 @@ describe('POST /validate', () => {
       await t.settle()
     }
     expect(store.counter.lookups).toBe(1)
-    const ttl = await t.redis.pttl(`${t.prefix}e:${hashToken('unknown-token-1')}`)
+    const ttl = await t.redis.pttl(`${t.prefix}e:{${hashToken('unknown-token-1')}}`)
     expect(ttl).toBeGreaterThan(0)
     expect(ttl).toBeLessThanOrEqual(1000)
-    await eventually(async () => (await t.redis.exists(`${t.prefix}e:${hashToken('unknown-token-1')}`)) === 0, 3000, 'negative entry expiry')
+    await eventually(async () => (await t.redis.exists(`${t.prefix}e:{${hashToken('unknown-token-1')}}`)) === 0, 3000, 'negative entry expiry')
     await t.validate('unknown-token-1')
     expect(store.counter.lookups).toBe(2)
   })
@@ -182,7 +182,7 @@ describe('POST /validate', () => {
     })
     const active = await db.insertSession()
     const ending = await db.insertSession({ expiresInMs: 1500 })
-    const key = (token: string) => `${t.prefix}e:${hashToken(token)}`
+    const key = (token: string) => `${t.prefix}e:{${hashToken(token)}}`
     await t.validate(active.token)
     await t.validate(ending.token)
     await t.settle()
@@ -207,6 +207,6 @@ describe('POST /validate', () => {
     await new Promise((r) => setTimeout(r, 1200))
     await t.validate(token)
     await t.settle()
-    expect(await t.redis.pttl(`${t.prefix}e:${hashToken(token)}`)).toBeLessThan(2000)
+    expect(await t.redis.pttl(`${t.prefix}e:{${hashToken(token)}}`)).toBeLessThan(2000)
   })
 })

@@ -1,5 +1,5 @@
 import { createPool } from 'generic-pool'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../../src/redis/client.js'
 import { describe, expect, it } from 'vitest'
 import { createTurnLease, type RedisPool } from '../../src/redis/pool.js'
 
@@ -14,7 +14,7 @@ describe('a connection leased per event-loop turn', () => {
     const pool = fakePool()
     const lease = createTurnLease(pool)
     const used: unknown[] = []
-    const op = async (client: Redis, n: number) => {
+    const op = async (client: RedisClient, n: number) => {
       used.push(client)
       return n * 2
     }

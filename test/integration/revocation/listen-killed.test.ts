@@ -7,6 +7,7 @@ import { revocationMatrix } from '../../support/revocation-matrix.js'
 revocationMatrix({
   name: 'the LISTEN connections killed with pg_terminate_backend just before',
   async before({ db, a, b }) {
+    await eventually(() => [a, b].every((app) => app.app.internals.revocation.status().listener === 'listening'), 10_000, 'both listening')
     const pids = [a, b].map((app) => app.app.internals.revocation.status().backendPid)
     for (const pid of pids) expect(pid, 'a listening backend').toEqual(expect.any(Number))
     const { rows } = await db.query('SELECT pg_terminate_backend(pid) AS killed FROM unnest($1::int[]) AS pid', [pids])

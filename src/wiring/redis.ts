@@ -1,0 +1,108 @@
+import type { FastifyInstance } from 'fastify'
+import { defineCacheScripts, type ReplicaAck } from '../cache/redis-session-cache.js'
+import type { Config } from '../config.js'
+import { closeRedisClient, createRedisClient } from '../redis/client.js'
+import { createGuardedRunner } from '../redis/guarded-runner.js'
+import { closeRedisPool, createRedisPool } from '../redis/pool.js'
+import { readReplication, type MasterView } from '../redis/topology.js'
+import { watchTopology } from '../redis/topology-watch.js'
+import type { Log } from '../service/observer.js'
+import type { Metrics } from '../telemetry/metrics.js'
+import { startPoller, type Poller } from '../telemetry/poller.js'
+import { createTopologyMetrics } from '../telemetry/topology-metrics.js'
+
+export interface RedisWiring {
+  config: Config
+  log: Log
+  metrics: Metrics
+  /** A master switched (Sentinel, Cluster): bound late, the revocation feed replays recent revocations into it. */
+  onSwitch: () => void
+}
+
+/** How often each master's replication is read (connected replicas for WAIT, lag for the metrics). */
+const REPLICATION_POLL_MS = 5000
+
+/**
+ * Redis, whichever topology: the pool of clients (with the cache's scripts), the breaker in front of it, the
+ * subscriber every instance listens on, and for Sentinel and Cluster the watch for master switches and the poll of
+ * each master's replicas. Opened here, closed on onClose (after whatever is built on them).
+ */
+export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
+  const { config, log, metrics } = deps
+  const { topology } = config.redis
+  const topologyMetrics = createTopologyMetrics(metrics.registry, topology.kind)
+  const clientOptions = { ...config.redis, onRedirect: topologyMetrics.redirected }
+
+  const pool = createRedisPool({ ...clientOptions, min: config.redis.poolMin, max: config.redis.poolMax }, log, defineCacheScripts)
+  app.addHook('onClose', () => closeRedisPool(pool))
+  // The breaker's per-call timer is what holds a request to the command timeout. ioredis starts its own command
+  // timer only when the command is written, and autopipelining holds a command back until the previous pipeline has
+  // its replies: against a slow Redis a read would otherwise wait up to twice the command timeout.
+  const breaker = createGuardedRunner(pool, { ...config.breaker, timeoutMs: Math.min(config.breaker.timeoutMs, config.redis.commandTimeoutMs) }, log, {
+    commandDone: metrics.redisCommandDone,
+    breakerEvent: metrics.breakerEvent,
+  })
+  app.addHook('onClose', async () => {
+    breaker.shutdown()
+  })
+  // Every instance hears every invalidation (epoch; L1 when on), so the subscriber exists whether or not L1 does.
+  const subscriber = createRedisClient(clientOptions, log)
+  app.addHook('onClose', () => closeRedisClient(subscriber))
+
+  let masters: MasterView[] = []
+  let replicationPoll: Poller | undefined
+  let watch: ReturnType<typeof watchTopology> | undefined
+  const pollReplication = async () => {
+    masters = await readReplication(pool)
+    topologyMetrics.replication(masters)
+  }
+  app.addHook('onReady', async () => {
+    watch = watchTopology({
+      topology,
+      client: subscriber,
+      connectTimeoutMs: config.redis.connectTimeoutMs,
+      log,
+      onSwitch: (detail) => {
+        log.warn(detail, 'redis master switched: not trusting Redis until recent revocations are replayed into the new master')
+        topologyMetrics.failover()
+        masters = []
+        deps.onSwitch()
+        void pollReplication().catch(() => undefined)
+      },
+    })
+    replicationPoll = startPoller({
+      name: 'redis-replication',
+      intervalMs: REPLICATION_POLL_MS,
+      timeoutMs: config.telemetry.pollTimeoutMs,
+      log,
+      run: pollReplication,
+      failed: () => topologyMetrics.replication(null),
+    })
+  })
+  app.addHook('onClose', async () => {
+    watch?.close()
+    await replicationPoll?.stop()
+  })
+
+  // WAIT counts the replicas that confirm an invalidation; with none connected it would only wait out its timeout.
+  // A Cluster has no one connection to WAIT on: there a failover replays recent revocations instead.
+  const ack: ReplicaAck = {
+    timeoutMs: config.redis.waitTimeoutMs,
+    replicas: () => {
+      if (topology.kind === 'cluster' || config.redis.waitReplicas === 0 || masters.length !== 1) return 0
+      const online = masters[0]!.replicas.filter((r) => r.state === 'online').length
+      return Math.min(config.redis.waitReplicas, online)
+    },
+  }
+
+  return {
+    pool,
+    breaker,
+    subscriber,
+    ack,
+    /** For /health/redis: the topology and what each master reported at the last poll. */
+    topology: () => ({ kind: topology.kind, masters }),
+  }
+}
+
+export type RedisResource = ReturnType<typeof wireRedis>
