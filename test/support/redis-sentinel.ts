@@ -68,6 +68,23 @@ export async function startSentinelTopology(options: SentinelTopologyOptions = {
   }
 }
 
+/**
+ * The longest waits the topology uses by default, from its options (tests size their own timeouts with these).
+ * `failoverMs`: after SENTINEL FAILOVER a sentinel makes the old master a replica only once it has seen it report
+ * "master" for 4 hello periods (2 s), on its next INFO of it (every 10 s): ~11 s after the switch, plus the failover.
+ * `newMasterMs`: detection (down-after), the vote, the promotion; a sentinel that just failed this master over waits
+ * 2 × failover-timeout before it tries again.
+ */
+export function sentinelWaits(options: SentinelTopologyOptions = {}) {
+  const downAfterMs = options.downAfterMs ?? 1000
+  const failoverTimeoutMs = options.failoverTimeoutMs ?? 3000
+  return {
+    readyMs: options.readyTimeoutMs ?? 30_000,
+    failoverMs: failoverTimeoutMs * 2 + SENTINEL_PUBLISH_PERIOD_MS * 4 + SENTINEL_INFO_PERIOD_MS + 10_000,
+    newMasterMs: downAfterMs * 2 + failoverTimeoutMs * 2 + 15_000,
+  }
+}
+
 async function launchSentinelTopology(options: SentinelTopologyOptions) {
   const replicaCount = options.replicas ?? 1
   const sentinelCount = options.sentinels ?? 3
@@ -75,16 +92,10 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
   const downAfterMs = options.downAfterMs ?? 1000
   const failoverTimeoutMs = options.failoverTimeoutMs ?? 3000
   const startTimeoutMs = options.startTimeoutMs ?? 10_000
-  const readyTimeoutMs = options.readyTimeoutMs ?? 30_000
   const quorum = Math.floor(sentinelCount / 2) + 1
   const auth = options.auth
-  /**
-   * After a failover the old master is made a replica only once a sentinel has seen it report "master" for 4 hello
-   * periods, on its next INFO of it (every 10 s): up to ~11 s after the switch. Plus the failover itself.
-   */
-  const defaultFailoverWaitMs = failoverTimeoutMs * 2 + SENTINEL_PUBLISH_PERIOD_MS * 4 + SENTINEL_INFO_PERIOD_MS + 10_000
-  /** Detection (down-after), the vote and the promotion; a sentinel that failed over this master waits 2 × failover-timeout. */
-  const defaultNewMasterWaitMs = downAfterMs * 2 + failoverTimeoutMs * 2 + 15_000
+  const waits = sentinelWaits(options)
+  const readyTimeoutMs = waits.readyMs
   if (replicaCount < 1 || sentinelCount < 1) throw new Error('a sentinel topology needs at least one replica and one sentinel')
 
   const root = await mkdtemp(path.join(tmpdir(), 'ssc-sentinel-'))
@@ -273,7 +284,7 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
      * old master (when live) is a connected replica of it. The last step is sentinel's own: it converts the old
      * master some 10 s after the switch, so this takes that long.
      */
-    async failover(timeoutMs = defaultFailoverWaitMs): Promise<{ from: number; to: number }> {
+    async failover(timeoutMs = waits.failoverMs): Promise<{ from: number; to: number }> {
       const started = Date.now()
       const from = await agreedMaster()
       await waitFor('SENTINEL FAILOVER accepted', timeoutMs, async () => {
@@ -338,7 +349,7 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
     },
 
     /** Until every live sentinel reports one master other than oldPort and that node answers ROLE master. */
-    async waitForNewMaster(oldPort: number, timeoutMs = defaultNewMasterWaitMs): Promise<HostPort> {
+    async waitForNewMaster(oldPort: number, timeoutMs = waits.newMasterMs): Promise<HostPort> {
       const port = await waitFor(`a master other than ${oldPort}`, timeoutMs, async () => {
         const next = await agreedMaster()
         if (next === oldPort) throw new Error(`sentinels still report ${oldPort}`)
