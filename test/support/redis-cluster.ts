@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { REDIS_CLI_BIN, REDIS_SERVER_BIN } from './env.js'
 import {
+  Reaper,
   RedisExitedError,
   RedisProcess,
   freePorts,
@@ -130,10 +131,8 @@ async function launchRedisCluster(options: RedisClusterOptions) {
   const ports = await freePorts(masterCount * (1 + replicasPerMaster), { busOffset: BUS_OFFSET })
   const procs = new Map<number, RedisProcess>()
   const tools = new Set<ChildProcess>()
-  const killOnExit = () => {
-    for (const proc of procs.values()) proc.killNow()
-    for (const tool of tools) tool.kill('SIGKILL')
-  }
+  const reaper = new Reaper(root)
+  const killOnExit = () => reaper.killNow()
   process.once('exit', killOnExit)
   let closed = false
   /** For a master that was killed or paused: its slots then, so waitForFailover can tell who took them. */
@@ -164,7 +163,7 @@ async function launchRedisCluster(options: RedisClusterOptions) {
         ...(options.args ?? []),
       ],
     })
-    procs.set(port, new RedisProcess('redis-server (cluster)', port, command, { auth, startTimeoutMs }))
+    procs.set(port, new RedisProcess('redis-server (cluster)', port, command, { auth, startTimeoutMs, reaper }))
   }
 
   function proc(port: number): RedisProcess {
@@ -265,6 +264,7 @@ async function launchRedisCluster(options: RedisClusterOptions) {
     for (const tool of tools) tool.kill('SIGKILL')
     await Promise.allSettled([...procs.values()].map((p) => p.kill()))
     process.off('exit', killOnExit)
+    reaper.stop()
     await rm(root, { recursive: true, force: true })
   }
 
@@ -279,6 +279,7 @@ async function launchRedisCluster(options: RedisClusterOptions) {
       ],
       readyTimeoutMs,
       tools,
+      reaper,
     )
     await waitFor('cluster healthy', readyTimeoutMs, () => checkCluster(true), 200)
   } catch (err) {
@@ -375,6 +376,7 @@ async function launchRedisCluster(options: RedisClusterOptions) {
         ],
         left(),
         tools,
+        reaper,
       )
       await waitFor('cluster agrees after reshard', left(), () => checkCluster(false), 200)
       return { from: from.port, to: to.port }

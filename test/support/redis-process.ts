@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
 import { Redis } from 'ioredis'
 import { canListen, ephemeralLow } from './redis-server.js'
 
@@ -104,6 +106,64 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
   }
 }
 
+/**
+ * Kills a topology's processes and removes its temp dir whatever way the test process ends. On a normal exit the
+ * topology's 'exit' handler calls killNow(); a test process killed by a signal (vitest interrupted, a worker killed)
+ * runs no handler, so a detached watchdog shell polls the test process and, once it is gone, SIGKILLs the pids
+ * written in <root>/pids (the processes started and not yet exited) and removes <root>.
+ */
+export class Reaper {
+  private readonly pids = new Set<number>()
+  private readonly file: string
+  private readonly watchdog: ChildProcess
+
+  constructor(private readonly root: string) {
+    this.file = path.join(root, 'pids')
+    writeFileSync(this.file, '')
+    const script = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; [ -s "$2/pids" ] && kill -9 $(cat "$2/pids") 2>/dev/null; rm -rf "$2"'
+    this.watchdog = spawn('sh', ['-c', script, 'ssc-reaper', String(process.pid), root], { detached: true, stdio: 'ignore' })
+    this.watchdog.unref()
+  }
+
+  /** Tracks a child until it exits. */
+  add(child: ChildProcess): void {
+    const pid = child.pid
+    if (pid === undefined) return
+    this.pids.add(pid)
+    this.write()
+    child.once('exit', () => {
+      this.pids.delete(pid)
+      this.write()
+    })
+  }
+
+  private write(): void {
+    try {
+      writeFileSync(this.file, [...this.pids].join(' '))
+    } catch {
+      // The dir is gone (closed): nothing left to reap.
+    }
+  }
+
+  /** Synchronous, for a process 'exit' handler: SIGKILL every tracked child, remove the dir, stop the watchdog. */
+  killNow(): void {
+    for (const pid of this.pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // Already gone.
+      }
+    }
+    this.stop()
+    rmSync(this.root, { recursive: true, force: true })
+  }
+
+  /** After an orderly close. */
+  stop(): void {
+    this.watchdog.kill('SIGKILL')
+  }
+}
+
 /** A start that failed because the process exited (e.g. its port was taken since it was picked): worth a retry. */
 export class RedisExitedError extends Error {}
 
@@ -117,7 +177,7 @@ export class RedisProcess {
     readonly label: string,
     readonly port: number,
     private readonly command: () => { bin: string; args: string[] },
-    private readonly options: { auth?: RedisAuth; startTimeoutMs: number },
+    private readonly options: { auth?: RedisAuth; startTimeoutMs: number; reaper: Reaper },
   ) {}
 
   /** Started, neither killed nor exited by itself (may be paused). */
@@ -144,6 +204,7 @@ export class RedisProcess {
     if (this.running) throw new Error(`${this.label} on ${this.port} is already running`)
     const { bin, args } = this.command()
     const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.options.reaper.add(proc)
     this.child = proc
     this.stopped = false
     let exited = false
@@ -184,11 +245,6 @@ export class RedisProcess {
     if (proc.exitCode === null && proc.signalCode === null) throw new Error(`${this.label} on ${this.port} did not exit`)
   }
 
-  /** For process 'exit' handlers: synchronous, no wait. */
-  killNow(): void {
-    this.child?.kill('SIGKILL')
-  }
-
   /** SIGSTOP: the port still accepts connections, nothing answers. */
   pause(): void {
     if (!this.running) throw new Error(`${this.label} on ${this.port} is not running`)
@@ -205,10 +261,11 @@ export class RedisProcess {
 }
 
 /** Runs a command line tool (redis-cli) to completion, SIGKILLed after `timeoutMs`; rejects on a non-zero exit. */
-export function runTool(bin: string, args: string[], timeoutMs: number, track: Set<ChildProcess>): Promise<string> {
+export function runTool(bin: string, args: string[], timeoutMs: number, track: Set<ChildProcess>, reaper: Reaper): Promise<string> {
   return new Promise((resolve, reject) => {
     const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     track.add(proc)
+    reaper.add(proc)
     let output = ''
     const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000))
     proc.stdout?.on('data', keep)

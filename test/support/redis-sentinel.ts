@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { REDIS_SENTINEL_BIN, REDIS_SERVER_BIN } from './env.js'
 import {
+  Reaper,
   RedisExitedError,
   RedisProcess,
   freePorts,
@@ -108,7 +109,8 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
   /** Where each data node replicates from when (re)started: undefined for a master. */
   const replicaOf = new Map<number, number | undefined>()
   const all = () => [...data.values(), ...sentinels.values()]
-  const killOnExit = () => all().forEach((proc) => proc.killNow())
+  const reaper = new Reaper(root)
+  const killOnExit = () => reaper.killNow()
   process.once('exit', killOnExit)
   let closed = false
 
@@ -133,7 +135,7 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
         ],
       }
     }
-    data.set(port, new RedisProcess('redis-server', port, command, { auth, startTimeoutMs }))
+    data.set(port, new RedisProcess('redis-server', port, command, { auth, startTimeoutMs, reaper }))
   }
   for (const port of sentinelPorts) {
     const dir = path.join(root, `sentinel-${port}`)
@@ -154,7 +156,7 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
     ]
     await writeFile(conf, lines.join('\n') + '\n')
     const command = () => ({ bin: REDIS_SENTINEL_BIN, args: [conf, '--sentinel'] })
-    sentinels.set(port, new RedisProcess('redis-sentinel', port, command, { startTimeoutMs }))
+    sentinels.set(port, new RedisProcess('redis-sentinel', port, command, { startTimeoutMs, reaper }))
   }
 
   const liveSentinels = () => [...sentinels.values()].filter((s) => s.live)
@@ -240,6 +242,7 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
     closed = true
     await Promise.allSettled(all().map((p) => p.kill()))
     process.off('exit', killOnExit)
+    reaper.stop()
     await rm(root, { recursive: true, force: true })
   }
 
