@@ -127,8 +127,8 @@ async function launchRedisCluster(options: RedisClusterOptions) {
   const waits = clusterWaits(options)
   const readyTimeoutMs = waits.readyMs
 
-  const root = await mkdtemp(path.join(tmpdir(), 'ssc-cluster-'))
   const ports = await freePorts(masterCount * (1 + replicasPerMaster), { busOffset: BUS_OFFSET })
+  const root = await mkdtemp(path.join(tmpdir(), 'ssc-cluster-'))
   const procs = new Map<number, RedisProcess>()
   const tools = new Set<ChildProcess>()
   const reaper = new Reaper(root)

@@ -99,8 +99,8 @@ async function launchSentinelTopology(options: SentinelTopologyOptions) {
   const readyTimeoutMs = waits.readyMs
   if (replicaCount < 1 || sentinelCount < 1) throw new Error('a sentinel topology needs at least one replica and one sentinel')
 
-  const root = await mkdtemp(path.join(tmpdir(), 'ssc-sentinel-'))
   const ports = await freePorts(1 + replicaCount + sentinelCount)
+  const root = await mkdtemp(path.join(tmpdir(), 'ssc-sentinel-'))
   const dataPorts = ports.slice(0, 1 + replicaCount)
   const sentinelPorts = ports.slice(1 + replicaCount)
   const firstMaster = dataPorts[0]!
