@@ -31,7 +31,7 @@ interface ProbeOptions {
 }
 
 /** Lowest port the kernel hands out for outgoing connections (Linux), or the IANA default. */
-async function ephemeralLow(): Promise<number> {
+export async function ephemeralLow(): Promise<number> {
   try {
     const range = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
     const low = Number(range.trim().split(/\s+/)[0])
@@ -41,7 +41,7 @@ async function ephemeralLow(): Promise<number> {
   }
 }
 
-function canListen(port: number): Promise<boolean> {
+export function canListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer()
     server.once('error', () => resolve(false))
