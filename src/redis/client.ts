@@ -25,6 +25,8 @@ export interface RedisClientOptions {
   topology?: RedisTopology
   /** Told of each Cluster redirection the client follows. */
   onRedirect?: (kind: 'moved' | 'ask') => void
+  /** How often a Cluster client re-reads the slot map (default 5 s). */
+  slotsRefreshIntervalMs?: number
 }
 
 /**
@@ -124,7 +126,7 @@ function connect(options: RedisClientOptions, extra: RedisOptions): RedisClient 
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
     slotsRefreshTimeout: options.connectTimeoutMs,
-    slotsRefreshInterval: 5000,
+    slotsRefreshInterval: options.slotsRefreshIntervalMs ?? 5000,
     clusterRetryStrategy: reconnectDelay,
     redisOptions: {
       ...credentials,

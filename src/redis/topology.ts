@@ -21,7 +21,10 @@ export function mastersOf(client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client]
 }
 
+/** Where a connection actually goes: the socket's peer (in Sentinel mode the options name no master), else its options. */
 export function addressOf(node: Redis): string {
+  const socket = (node as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }).stream
+  if (socket?.remoteAddress && socket.remotePort) return `${socket.remoteAddress.replace(/^::ffff:/, '')}:${socket.remotePort}`
   return `${node.options.host ?? '127.0.0.1'}:${node.options.port ?? 6379}`
 }
 

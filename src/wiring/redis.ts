@@ -46,7 +46,8 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
     breaker.shutdown()
   })
   // Every instance hears every invalidation (epoch; L1 when on), so the subscriber exists whether or not L1 does.
-  const subscriber = createRedisClient(clientOptions, log)
+  // On a Cluster it also watches for master switches: its slot map is refreshed every second, not every five.
+  const subscriber = createRedisClient({ ...clientOptions, slotsRefreshIntervalMs: 1000 }, log)
   app.addHook('onClose', () => closeRedisClient(subscriber))
 
   let masters: MasterView[] = []

@@ -5,7 +5,7 @@ import { createAnswerCodec } from '../../src/cache/codec.js'
 import { keyScheme } from '../../src/cache/keys.js'
 import { createRedisSessionCache, defineCacheScripts, type GuardedRunner } from '../../src/cache/redis-session-cache.js'
 import type { RedisTopology } from '../../src/config.js'
-import { closeRedisClient, createRedisClient } from '../../src/redis/client.js'
+import { Redis } from 'ioredis'
 import { createGuardedRunner } from '../../src/redis/guarded-runner.js'
 import { closeRedisPool, createRedisPool } from '../../src/redis/pool.js'
 
@@ -31,15 +31,21 @@ export async function redisCacheUnderTest(url: string, tombstoneTtlMs: number, t
     cache,
     prefix,
     async close() {
-      // Every master's keys under the prefix (a Cluster spreads them), removed one by one (no cross-slot DEL).
-      const admin = createRedisClient(options, silent)
-      await admin.connect().catch(() => undefined)
-      const nodes = 'nodes' in admin ? admin.nodes('master') : [admin]
+      // Every node's keys under the prefix (a Cluster spreads them), each removed by a plain connection to that node
+      // (no cross-slot DEL, no Cluster client that could wait for the cluster's state), replicas' refusals ignored.
+      const nodes = topology.kind === 'cluster' ? topology.nodes : [null]
       for (const node of nodes) {
-        const keys = await node.keys(`${prefix}*`).catch(() => [] as string[])
-        for (const key of keys) await node.del(key).catch(() => undefined)
+        const direct = node ? new Redis({ host: node.host, port: node.port, lazyConnect: true, maxRetriesPerRequest: 0, commandTimeout: 2000 }) : new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, commandTimeout: 2000 })
+        direct.on('error', () => undefined)
+        try {
+          await direct.connect()
+          for (const key of await direct.keys(`${prefix}*`)) await direct.del(key).catch(() => undefined)
+        } catch {
+          // a node that is down has nothing to clean
+        } finally {
+          direct.disconnect()
+        }
       }
-      await closeRedisClient(admin)
       breaker.shutdown()
       await closeRedisPool(pool)
     },

@@ -6,6 +6,8 @@
  */
 export interface TrafficSession {
   token: string
+  /** When the test began to end it (valid:false is right from then on); undefined while it is valid. */
+  endingFrom?: number
   /** When its revocation committed (or its /invalidate answered 200), ms since epoch; undefined while valid. */
   revokedAt?: number
 }
@@ -70,7 +72,7 @@ export function startTraffic(options: {
       report.sources[source] = (report.sources[source] ?? 0) + 1
       if (source === 'redis') redisAnswers.push(Date.now())
       const revokedBefore = session.revokedAt !== undefined && session.revokedAt + options.boundMs < sentAt
-      const neverRevoked = session.revokedAt === undefined
+      const neverRevoked = session.revokedAt === undefined && session.endingFrom === undefined
       if ((answer.valid && revokedBefore) || (!answer.valid && neverRevoked)) report.wrong.push({ token: session.token.slice(0, 8), answer, sentAt })
     }
   }

@@ -126,6 +126,11 @@ describe('the service on a Redis Cluster', () => {
     await cluster.kill(victim)
     await cluster.waitForFailover(victim, 30_000)
     const after = Date.now()
+    // Each instance noticed the new master (its slot map refreshes every second) and replayed recent revocations.
+    for (const app of [a, b]) {
+      await eventually(async () => /^redis_failovers_total [1-9]/m.test((await app.app.inject({ method: 'GET', url: '/metrics' })).body), 10_000, 'failover noticed')
+      await eventually(() => app.app.internals.revocation.feed.trusted(), 10_000, 'replay done')
+    }
     await eventually(async () => (await a.validate(sessions[0]!.token)).json().source === 'redis', 20_000, 'hits back')
     await new Promise((r) => setTimeout(r, 500))
     const report = await traffic.stop()
