@@ -61,4 +61,37 @@ describe('configuration', () => {
     expect(config.port).toBe(3001)
     expect(config.log).toEqual({ level: 'warn', pretty: true })
   })
+
+  describe('Redis topology: exactly one of one node, Sentinel, Cluster', () => {
+    const base = { DATABASE_URL: 'postgres://db/x' }
+    it('is one node by default', () => {
+      expect(load(base).redis.topology).toEqual({ kind: 'single' })
+    })
+    it('reads Sentinel: the sentinels, the master name, the sentinel credentials', () => {
+      const config = load({ ...base, REDIS_SENTINELS: 's1:26379,10.0.0.2:26380', REDIS_SENTINEL_MASTER_NAME: 'ssc-master', REDIS_SENTINEL_PASSWORD: 'pw' })
+      expect(config.redis.topology).toEqual({
+        kind: 'sentinel',
+        sentinels: [{ host: 's1', port: 26379 }, { host: '10.0.0.2', port: 26380 }],
+        masterName: 'ssc-master',
+        username: undefined,
+        password: 'pw',
+      })
+    })
+    it('reads Cluster nodes', () => {
+      expect(load({ ...base, REDIS_CLUSTER_NODES: 'n1:7000,n2:7001' }).redis.topology).toEqual({
+        kind: 'cluster',
+        nodes: [{ host: 'n1', port: 7000 }, { host: 'n2', port: 7001 }],
+      })
+    })
+    it.each([
+      [{ REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_MASTER_NAME: 'm', REDIS_CLUSTER_NODES: 'n1:7000' }, /both set: pick one topology/],
+      [{ REDIS_SENTINELS: 's1:26379' }, /REDIS_SENTINELS needs REDIS_SENTINEL_MASTER_NAME/],
+      [{ REDIS_SENTINEL_MASTER_NAME: 'm' }, /REDIS_SENTINEL_\* is set but REDIS_SENTINELS is not/],
+      [{ REDIS_CLUSTER_NODES: 'n1:70000' }, /a port is out of range/],
+      [{ REDIS_CLUSTER_NODES: 'n1' }, /REDIS_CLUSTER_NODES/],
+    ])('refuses %j with a clear message', (env, message) => {
+      expect(() => load({ ...base, ...env })).toThrow(ConfigError)
+      expect(() => load({ ...base, ...env })).toThrow(message)
+    })
+  })
 })
