@@ -2,8 +2,7 @@ import type pg from 'pg'
 import type { RevocationOutbox } from '../domain/ports.js'
 import type { OutboxPosition, RevocationEvent } from '../domain/revocation.js'
 import type { InvalidationTarget } from '../domain/session.js'
-import { Errors } from '../errors.js'
-import type { QueryObserver } from './pg-session-store.js'
+import { timedQuery, type QueryObserver } from './timed-query.js'
 
 interface OutboxRow {
   id: string
@@ -28,19 +27,7 @@ function toEvent(row: OutboxRow): RevocationEvent {
 export function createPgOutbox(pool: pg.Pool, schema: string, observe: QueryObserver): RevocationOutbox {
   const s = `"${schema}"`
 
-  async function query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]) {
-    const started = performance.now()
-    let ok = false
-    try {
-      const result = await pool.query<R>({ name: `ssc_${schema}_${name}`, text, values })
-      ok = true
-      return result
-    } catch (err) {
-      throw new Errors.StoreUnavailable({ cause: err })
-    } finally {
-      observe(name, ok, (performance.now() - started) / 1000)
-    }
-  }
+  const query = timedQuery(pool, schema, observe)
 
   return {
     async readAfter(afterId, limit) {

@@ -1,8 +1,8 @@
 import pg from 'pg'
 import type { SessionStore } from '../domain/ports.js'
 import type { InvalidationTarget, SessionRecord } from '../domain/session.js'
-import { Errors } from '../errors.js'
 import type { Log } from '../service/observer.js'
+import { timedQuery, type QueryObserver } from './timed-query.js'
 
 export interface PgSslOptions {
   mode: 'disable' | 'require' | 'verify-ca' | 'verify-full'
@@ -63,7 +63,7 @@ interface Row {
   deleted_at: Date | null
 }
 
-export type QueryObserver = (name: string, ok: boolean, seconds: number) => void
+export type { QueryObserver } from './timed-query.js'
 
 /** Creates the pg.Pool the store runs on. Exported so the composition root owns (and closes) it. */
 export function createPgPool(options: PgStoreOptions, log: Log): pg.Pool {
@@ -96,20 +96,7 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
   const targetValue = (target: InvalidationTarget) =>
     target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
 
-  async function query<R extends pg.QueryResultRow>(name: string, text: string, values: unknown[]) {
-    const started = performance.now()
-    let ok = false
-    try {
-      // A named query is prepared once per connection, then only bound and executed.
-      const result = await pool.query<R>({ name: `ssc_${schema}_${name}`, text, values })
-      ok = true
-      return result
-    } catch (err) {
-      throw new Errors.StoreUnavailable({ cause: err })
-    } finally {
-      observe(name, ok, (performance.now() - started) / 1000)
-    }
-  }
+  const query = timedQuery(pool, schema, observe)
 
   return {
     async findByTokenHash(tokenHash) {

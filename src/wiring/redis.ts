@@ -58,6 +58,9 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
     topologyMetrics.replication(masters)
   }
   app.addHook('onReady', async () => {
+    // The pool's first connections are up (or have timed out trying) before the app answers: a command sent while a
+    // connection is still opening fails at once (no offline queue), which would read as an outage at start-up.
+    await pool.ready()
     watch = watchTopology({
       topology,
       client: subscriber,
