@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Errors } from '../errors.js'
 
@@ -34,6 +36,26 @@ export function createDrain(app: FastifyInstance, options: DrainOptions) {
   let turnedAway = 0
   let inFlightAtClose = 0
 
+  // Open connections, so the answers already in progress when the drain begins (their onRequest ran before it) can
+  // be told to close their connection too. A listener per connection, not per request: nothing on the hot path.
+  const sockets = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+
+  /** Adds Connection: close to every answer still being worked on; returns how many there are. */
+  function closeAfterCurrentAnswers(): number {
+    let inProgress = 0
+    for (const socket of sockets) {
+      const res = answerInProgress(socket)
+      if (!res) continue
+      inProgress++
+      if (!res.headersSent) res.setHeader('connection', 'close')
+    }
+    return inProgress
+  }
+
   const start = () => (startedAt ??= Date.now())
 
   return {
@@ -44,9 +66,13 @@ export function createDrain(app: FastifyInstance, options: DrainOptions) {
 
     /** onRequest while active: sets Connection: close, and returns the error to answer with once closing. */
     admit(request: FastifyRequest, reply: FastifyReply): FastifyError | undefined {
+      reply.header('connection', 'close')
+      // Pipelined behind an answer still in progress on the same connection: that earlier answer must not close the
+      // connection (Node would drop this one's answer, queued behind it); the last answer closes it.
+      const earlier = answerInProgress(request.raw.socket)
+      if (earlier && earlier !== reply.raw && !earlier.headersSent) earlier.removeHeader('connection')
       // Probes keep answering (readiness says 503 from the first moment) and are not counted as traffic.
       if (request.url.startsWith('/health/')) return undefined
-      reply.header('connection', 'close')
       if (phase === 'draining') {
         served++
         options.counted('served')
@@ -62,6 +88,7 @@ export function createDrain(app: FastifyInstance, options: DrainOptions) {
       if (phase !== 'serving') return
       start()
       phase = 'draining'
+      closeAfterCurrentAnswers()
     },
 
     /** Fastify's preClose: from here on new requests are turned away; counts the requests still in flight. */
@@ -69,14 +96,9 @@ export function createDrain(app: FastifyInstance, options: DrainOptions) {
       start()
       phase = 'closing'
       listening = app.server.listening
-      if (!listening) return done()
-      // Node closes idle keep-alive sockets itself in server.close(); doing it here first lets what remains be counted:
-      // every connection left has a request in flight.
-      app.server.closeIdleConnections()
-      app.server.getConnections((err, count) => {
-        inFlightAtClose = err ? 0 : count
-        done()
-      })
+      // Right after this hook Fastify closes the listener and the idle keep-alive sockets; these answers close theirs.
+      if (listening) inFlightAtClose = closeAfterCurrentAnswers()
+      done()
     },
 
     /** The first onClose hook: the listener is closed and every in-flight request answered. Logs the drain once. */
@@ -100,6 +122,11 @@ export function createDrain(app: FastifyInstance, options: DrainOptions) {
 }
 
 export type Drain = ReturnType<typeof createDrain>
+
+/** Node's ServerResponse currently bound to a socket (null between requests): long-standing, if underscored. */
+function answerInProgress(socket: Socket | null | undefined): ServerResponse | null | undefined {
+  return (socket as (Socket & { _httpMessage?: ServerResponse | null }) | null | undefined)?._httpMessage
+}
 
 /** Waits for `task` at most `budgetMs`; true when it finished in time. The timer never holds the process open. */
 export function within(task: Promise<unknown>, budgetMs: number): Promise<boolean> {
