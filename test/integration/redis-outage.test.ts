@@ -13,8 +13,19 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
 const COMMAND_TIMEOUT_MS = 100
 const POOL_MAX = 4
-/** What one validation may take while Redis fails: the command timeout, plus a Postgres read and a noisy machine. */
-const REQUEST_BUDGET_MS = COMMAND_TIMEOUT_MS + 700
+const BREAKER_TIMEOUT_MS = 300
+/** Postgres bounds of the config under test: generous, so a loaded machine's slow query is still an answer. */
+const PG_CONNECT_TIMEOUT_MS = 1000
+const PG_STATEMENT_TIMEOUT_MS = 1000
+
+/**
+ * What the config under test promises one validation may take while Redis fails: the cache read is cut at the
+ * breaker's timeout (capped at the command timeout), then Postgres gets at most a connection and a statement. Not a
+ * guess at how fast this machine is: a wait past it is the service breaking its own bounds.
+ */
+function requestBudgetMs(config: TestApp['config']): number {
+  return Math.min(config.breaker.timeoutMs, config.redis.commandTimeoutMs) + config.database.connectTimeoutMs + config.database.statementTimeoutMs
+}
 
 /** Small breaker settings so it opens after a handful of failures and probes again after half a second. */
 const CHAOS_ENV = {
@@ -23,7 +34,7 @@ const CHAOS_ENV = {
   REDIS_POOL_ACQUIRE_TIMEOUT_MS: '200',
   REDIS_POOL_MIN: '2',
   REDIS_POOL_MAX: String(POOL_MAX),
-  BREAKER_TIMEOUT_MS: '300',
+  BREAKER_TIMEOUT_MS: String(BREAKER_TIMEOUT_MS),
   BREAKER_VOLUME_THRESHOLD: '3',
   BREAKER_ERROR_THRESHOLD_PERCENT: '50',
   BREAKER_RESET_TIMEOUT_MS: '500',
@@ -31,6 +42,8 @@ const CHAOS_ENV = {
   CACHE_WRITE_RETRIES: '1',
   CACHE_WRITE_RETRY_BASE_MS: '10',
   HEALTH_TIMEOUT_MS: '300',
+  DATABASE_CONNECT_TIMEOUT_MS: String(PG_CONNECT_TIMEOUT_MS),
+  DATABASE_STATEMENT_TIMEOUT_MS: String(PG_STATEMENT_TIMEOUT_MS),
 }
 
 let db: TestDatabase
@@ -88,15 +101,24 @@ async function warm(app: TestApp, valid: string, revoked: string) {
   await app.validate(valid)
   await app.validate(revoked)
   await app.settle()
-  const hit = await app.validate(valid)
-  expect(hit.json()).toMatchObject({ valid: true, source: 'redis' })
+  // A read slower than the 100 ms command timeout (a busy machine) is a miss by design, not a failure: ask again,
+  // a bounded number of times.
+  let source: unknown
+  for (let i = 0; i < 10 && source !== 'redis'; i++) {
+    const hit = await app.validate(valid)
+    expect(hit.json()).toMatchObject({ valid: true })
+    source = hit.json().source
+    if (source !== 'redis') await app.settle()
+  }
+  expect(source).toBe('redis')
   const keys = Object.keys(await app.dump())
   expect(keys).toEqual(expect.arrayContaining([`${app.prefix}e:${hashToken(valid)}`, `${app.prefix}e:${hashToken(revoked)}`]))
 }
 
 /** Sends validations (bounded in count and time) until the breaker has opened; returns how many it took. */
 async function driveUntilOpen(app: TestApp, token: string): Promise<number> {
-  const deadline = Date.now() + 5000
+  // Each request is bounded by the budget; the breaker opens after a handful of them (BREAKER_VOLUME_THRESHOLD).
+  const deadline = Date.now() + 20 * requestBudgetMs(app.config)
   for (let sent = 1; sent <= 200 && Date.now() < deadline; sent++) {
     const res = await app.validate(token)
     expect(res.statusCode).toBe(200)
@@ -147,7 +169,7 @@ describe('Redis outage (private redis-server, SIGKILL)', () => {
     }
     // No request waited past the budget, not even the ones in flight when Redis died.
     const slowest = Math.max(...answers.map((a) => a.ms))
-    expect(slowest, `slowest validation took ${slowest.toFixed(0)} ms`).toBeLessThan(REQUEST_BUDGET_MS)
+    expect(slowest, `slowest validation took ${slowest.toFixed(0)} ms`).toBeLessThan(requestBudgetMs(app.config))
     // Once Redis was gone, valid answers came from Postgres.
     const lastGood = answers.filter((a) => a.token === 'good' && a.afterKill).at(-1)
     expect(lastGood?.body.source).toBe('postgres')
@@ -193,7 +215,7 @@ describe('Redis outage (private redis-server, SIGKILL)', () => {
     while (Date.now() < deadline && sources.length < 400) {
       const { res, ms } = await timedValidate(app, good.token)
       expect(res.statusCode).toBe(200)
-      expect(ms).toBeLessThan(REQUEST_BUDGET_MS)
+      expect(ms).toBeLessThan(requestBudgetMs(app.config))
       last = res.json()
       expect(last).toMatchObject({ valid: true, session: { id: good.sessionId } })
       sources.push(last.source)
@@ -262,7 +284,7 @@ describe('Redis outage (private redis-server, SIGKILL)', () => {
     const good = await db.insertSession()
     const { res, ms } = await timedValidate(app, good.token)
     expect(res.json()).toMatchObject({ valid: true, source: 'postgres' })
-    expect(ms).toBeLessThan(REQUEST_BUDGET_MS)
+    expect(ms).toBeLessThan(requestBudgetMs(app.config))
 
     const cpuBefore = process.cpuUsage()
     const wallBefore = performance.now()
@@ -279,7 +301,6 @@ describe('Redis slowed through a proxy', () => {
     // A longer command timeout than the outage tests, and BREAKER_TIMEOUT_MS far above it: a request must still be
     // held to the command timeout, although ioredis starts its own timer only when a queued command is written.
     const commandTimeoutMs = 500
-    const budgetMs = commandTimeoutMs + 300
     const { hostname, port } = new URL(TEST_REDIS_URL)
     proxy = await startTcpProxy({ host: hostname, port: Number(port) })
     const app = await startChaosApp(`redis://127.0.0.1:${proxy.port}`, {
@@ -290,12 +311,14 @@ describe('Redis slowed through a proxy', () => {
       // turn half-open between two checks, and a half-open probe against the slow Redis takes a full timeout.
       BREAKER_RESET_TIMEOUT_MS: '10000',
     })
+    const budgetMs = requestBudgetMs(app.config)
     const good = await db.insertSession()
     await app.validate(good.token)
     await app.settle()
     expect((await app.validate(good.token)).json()).toMatchObject({ source: 'redis' })
 
-    proxy.setDelay(commandTimeoutMs * 6)
+    // Slower than the whole budget: a request that waited for this Redis could not come in under it.
+    proxy.setDelay(2 * budgetMs)
     // Sequential requests, each followed (while the breaker is closed) by a background refill on the same slow
     // connection, and then two that overlap: each must still be bounded by its own command timeout.
     const answers: { source: unknown; ms: number }[] = []
@@ -318,9 +341,14 @@ describe('Redis slowed through a proxy', () => {
 
     // Timeouts count as failures: the breaker opens and Redis is then skipped outright, at Postgres speed.
     await driveUntilOpen(app, good.token)
+    const rejectsBefore = await metric(app.app, 'circuit_breaker_events_total', { breaker: 'redis', event: 'reject' })
+    const commandsBefore = await metric(app.app, 'redis_command_duration_seconds_count')
     const skipped = await timedValidate(app, good.token)
     expect(skipped.res.json()).toMatchObject({ valid: true, source: 'postgres' })
-    expect(skipped.ms).toBeLessThan(commandTimeoutMs)
+    // Skipped, not tried: the breaker rejected the read, no command went to Redis, and no command timeout was waited.
+    expect(await metric(app.app, 'circuit_breaker_events_total', { breaker: 'redis', event: 'reject' })).toBe(rejectsBefore + 1)
+    expect(await metric(app.app, 'redis_command_duration_seconds_count')).toBe(commandsBefore)
+    expect(skipped.ms).toBeLessThan(budgetMs - commandTimeoutMs)
     expect(await metric(app.app, 'circuit_breaker_state', { breaker: 'redis' })).toBe(2)
     expect(await metric(app.app, 'session_cache_errors_total')).toBeGreaterThanOrEqual(5)
 
