@@ -11,9 +11,14 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
  * slows the shared one. Nothing of Redis or Postgres is mocked.
  */
 
-const COMMAND_TIMEOUT_MS = 100
+/**
+ * Kills and restarts fail commands at once (connection refused or reset), so these tests do not need a small command
+ * timeout; a small one (it was 100 ms) failed healthy reads on a busy machine and opened the breaker before the test
+ * had begun. The slowed-Redis test sets its own.
+ */
+const COMMAND_TIMEOUT_MS = 1000
 const POOL_MAX = 4
-const BREAKER_TIMEOUT_MS = 300
+const BREAKER_TIMEOUT_MS = 1000
 /** Postgres bounds of the config under test: generous, so a loaded machine's slow query is still an answer. */
 const PG_CONNECT_TIMEOUT_MS = 1000
 const PG_STATEMENT_TIMEOUT_MS = 1000
@@ -101,8 +106,8 @@ async function warm(app: TestApp, valid: string, revoked: string) {
   await app.validate(valid)
   await app.validate(revoked)
   await app.settle()
-  // A read slower than the 100 ms command timeout (a busy machine) is a miss by design, not a failure: ask again,
-  // a bounded number of times.
+  // A read slower than the command timeout (a very busy machine) is a miss by design, not a failure: ask again, a
+  // bounded number of times.
   let source: unknown
   for (let i = 0; i < 10 && source !== 'redis'; i++) {
     const hit = await app.validate(valid)
@@ -342,12 +347,11 @@ describe('Redis slowed through a proxy', () => {
     // Timeouts count as failures: the breaker opens and Redis is then skipped outright, at Postgres speed.
     await driveUntilOpen(app, good.token)
     const rejectsBefore = await metric(app.app, 'circuit_breaker_events_total', { breaker: 'redis', event: 'reject' })
-    const commandsBefore = await metric(app.app, 'redis_command_duration_seconds_count')
     const skipped = await timedValidate(app, good.token)
     expect(skipped.res.json()).toMatchObject({ valid: true, source: 'postgres' })
-    // Skipped, not tried: the breaker rejected the read, no command went to Redis, and no command timeout was waited.
+    // Skipped, not tried: the breaker rejected the read (commands sent before it opened may still be finishing, so
+    // the command count proves nothing here), and no command timeout was waited.
     expect(await metric(app.app, 'circuit_breaker_events_total', { breaker: 'redis', event: 'reject' })).toBe(rejectsBefore + 1)
-    expect(await metric(app.app, 'redis_command_duration_seconds_count')).toBe(commandsBefore)
     expect(skipped.ms).toBeLessThan(budgetMs - commandTimeoutMs)
     expect(await metric(app.app, 'circuit_breaker_state', { breaker: 'redis' })).toBe(2)
     expect(await metric(app.app, 'session_cache_errors_total')).toBeGreaterThanOrEqual(5)

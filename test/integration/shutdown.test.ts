@@ -80,6 +80,9 @@ beforeAll(async () => {
     CACHE_ENCRYPTION_KEYS: `t:${randomBytes(32).toString('base64')}`,
     SHUTDOWN_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
     SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+    // The stream's cached reads must come from Redis on a busy machine too (past the default 250 ms a read is a miss).
+    REDIS_COMMAND_TIMEOUT_MS: String(DRAIN_DELAY_MS),
+    BREAKER_TIMEOUT_MS: String(DRAIN_DELAY_MS),
   })
 }, 90_000)
 
@@ -203,10 +206,10 @@ describe('SIGTERM with keep-alive clients', () => {
     const drains = logs.filter((l) => String(l.msg).startsWith('drain complete'))
     expect(drains).toHaveLength(1)
     expect(drains[0]).toMatchObject({ level: 30, turnedAway: 1, inFlightAtClose: IN_FLIGHT + 1 })
-    // Served during the drain: at least the stream's requests after readiness said 503 and the scrape, at most all
-    // of the stream's.
+    // Served during the drain: at least the stream's requests after readiness said 503 and the scrape; at most every
+    // request this test sent (on a busy machine some sent just before SIGTERM reach the server after it).
     expect(drains[0]!.served).toBeGreaterThanOrEqual(duringDrain.length + 1)
-    expect(drains[0]!.served).toBeLessThanOrEqual(stream.length + 1)
+    expect(drains[0]!.served).toBeLessThanOrEqual(stream.length + 1 + IN_FLIGHT + 1)
     const messages = logs.map((l) => l.msg)
     expect(messages).toContain('shutdown complete')
     expect(logs.filter((l) => typeof l.level === 'number' && l.level >= 50)).toEqual([])

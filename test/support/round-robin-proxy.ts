@@ -2,6 +2,8 @@ import http from 'node:http'
 import type net from 'node:net'
 import { probe } from './server-process.js'
 
+const UNHEALTHY_THRESHOLD = 3
+
 /** Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so a proxy never forwards them. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
@@ -56,11 +58,22 @@ export async function startRoundRobinProxy(options: { pollIntervalMs: number }) 
     req.pipe(forward)
   })
 
+  /**
+   * 200 makes an upstream ready; a 503 (it says it is draining or starting) or a refused connection (nothing listens)
+   * takes it out at once; other probe failures (a timeout on a busy host) only after UNHEALTHY_THRESHOLD in a row,
+   * as balancers' unhealthy thresholds do.
+   */
   async function poll(upstream: Upstream): Promise<void> {
+    let failures = 0
     while (!stopped && upstreams.includes(upstream)) {
       const status = await probe(upstream.port, '/health/ready', options.pollIntervalMs * 5)
       upstream.polls.push(status)
-      upstream.ready = status === 200
+      if (status === 200) {
+        failures = 0
+        upstream.ready = true
+      } else if (status === 503 || status === 'ECONNREFUSED' || ++failures >= UNHEALTHY_THRESHOLD) {
+        upstream.ready = false
+      }
       await new Promise((resolve) => setTimeout(resolve, options.pollIntervalMs).unref())
     }
   }

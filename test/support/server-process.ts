@@ -39,6 +39,8 @@ export async function startServerProcess(env: Record<string, string>) {
       HOST: '127.0.0.1',
       PORT: String(port),
       LOG_LEVEL: 'info',
+      // Event-loop shedding is not what these tests are about; on a busy machine it would answer 503 OVERLOADED.
+      LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
