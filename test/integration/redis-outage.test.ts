@@ -198,7 +198,8 @@ describe('Redis outage (private redis-server, SIGKILL)', () => {
     expect(health.json()).toMatchObject({
       status: 'degraded',
       redis: { connected: false },
-      circuitBreaker: { state: 'open' },
+      // Open, or already half-open: the checks above can outlast BREAKER_RESET_TIMEOUT_MS (500 ms) on a busy machine.
+      circuitBreaker: { state: expect.stringMatching(/^(open|half-open)$/) },
       postgres: { connected: true },
     })
     expect(app.logs.text()).toContain('circuit breaker opened')
