@@ -39,8 +39,9 @@ COPY --from=build /app/dist ./dist
 USER node
 
 EXPOSE 3000
-# server.ts handles SIGTERM: readiness flips to 503, in-flight requests drain, pools close, exit 0 within
-# SHUTDOWN_TIMEOUT_MS (default 10 s; give the orchestrator's stop grace period a little more than that).
+# server.ts handles SIGTERM: readiness flips to 503 for SHUTDOWN_DRAIN_DELAY_MS while still serving, then in-flight
+# requests finish, pools close, exit 0 within SHUTDOWN_TIMEOUT_MS (default 10 s from the signal). Docker's default
+# stop timeout is also 10 s: run with --stop-timeout 15 (compose: stop_grace_period) so SIGKILL never cuts the drain.
 STOPSIGNAL SIGTERM
 
 # Liveness only (process up and serving HTTP): a Redis or Postgres outage must not get a healthy instance killed.

@@ -44,7 +44,7 @@ const SECTIONS: Array<{ title: string; match: (name: string) => boolean }> = [
       n.startsWith('HTTP_'),
   },
   { title: 'Load shedding', match: (n) => n.startsWith('LOAD_SHED_') },
-  { title: 'Health and lifecycle', match: (n) => ['HEALTH_TIMEOUT_MS', 'SHUTDOWN_TIMEOUT_MS', 'RETRY_AFTER_SECONDS'].includes(n) },
+  { title: 'Health and lifecycle', match: (n) => ['HEALTH_TIMEOUT_MS', 'RETRY_AFTER_SECONDS'].includes(n) || n.startsWith('SHUTDOWN_') },
   { title: 'Tracing', match: (n) => n.startsWith('OTEL_') || n.startsWith('TRACING_') },
   { title: 'Telemetry: Redis pollers, hot keys, miss spikes', match: (n) => n.startsWith('TELEMETRY_') },
   { title: 'Development (npm run dev)', match: (n) => n.startsWith('EMBEDDED_') || n.startsWith('DEV_') },

@@ -14,6 +14,7 @@ import type { Config } from './config.js'
 import type { SessionCache, SessionStore } from './domain/ports.js'
 import { healthReport } from './health/report.js'
 import { Errors } from './errors.js'
+import { createDrain, within } from './http/drain.js'
 import { registerErrorHandling } from './http/error-handler.js'
 import { healthRoutes } from './http/routes/health.js'
 import { invalidateRoute } from './http/routes/invalidate.js'
@@ -82,7 +83,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   const log = app.log
 
   let ready = false
-  let draining = false
+  // SIGTERM's drain: readiness 503 while still serving, then the listener closes (src/http/drain.ts).
+  const drain = createDrain(app, { timeoutMs: config.shutdownTimeoutMs, log, counted: (outcome) => metrics.drainRequest(outcome) })
 
   // --- adapters
   const keys = keyScheme(config.redis.keyPrefix)
@@ -266,7 +268,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       healthKey: `${keys.prefix}health`,
       timeoutMs: config.http.healthTimeoutMs,
       cacheCounts: metrics.cacheCounts,
-      draining: () => draining,
+      draining: () => drain.active,
       local,
       revocation: revocation.status,
       topology: redis.topology,
@@ -284,15 +286,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   // Callback style rather than async: no promise per request on the hot path.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
-    // While draining, requests that arrive on kept-alive connections are turned away so the caller retries elsewhere;
-    // health checks still answer (they report the drain).
-    if (draining && !request.url.startsWith('/health/')) done(new Errors.ShuttingDown())
+    // While draining: answered with Connection: close, or turned away (SHUTTING_DOWN) once the listener has closed.
+    if (drain.active) done(drain.admit(request, reply))
     else done()
   })
-  app.addHook('preClose', (done) => {
-    draining = true
-    done()
-  })
+  app.addHook('preClose', (done) => drain.closing(done))
   if (logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', async (request, reply) => {
       request.log.debug({ method: request.method, url: request.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed')
@@ -324,7 +322,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     })
     await sessions.register(invalidateRoute, { invalidator: tracedInvalidator, tokenMaxLength: config.http.tokenMaxLength, requireKey })
   })
-  await app.register(healthRoutes, { report, ready: () => ready && !draining })
+  await app.register(healthRoutes, { report, ready: () => ready && !drain.active })
   await app.register(metricsRoute, {
     registry: metrics.registry,
     requireKey: config.http.metricsKeys.length > 0 ? serviceKeyCheck(config.http.metricsKeys) : undefined,
@@ -357,15 +355,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   })
   app.addHook('onClose', async () => {
     ready = false
+    drain.closed()
     await Promise.all(pollers.map((poller) => poller.stop()))
-    // Writes already started (fills, invalidation retries) finish or give up before their connections close.
-    await Promise.race([writes.settle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+    // Writes already started (fills, invalidation retries) get what is left of SHUTDOWN_TIMEOUT_MS before their
+    // connections close; whatever is still retrying then is given up, and said so.
+    const budgetMs = drain.writesBudgetMs()
+    if (!(await within(writes.settle(), budgetMs))) {
+      log.warn({ pending: writes.pending, budgetMs }, 'background cache writes still pending at the shutdown deadline: given up')
+    }
   })
 
   return Object.assign(app, {
-    /** Flips readiness to 503 ahead of close(), so the load balancer stops sending before connections drain. */
+    /**
+     * Flips readiness to 503 ahead of close(), so the load balancer stops sending before the listener closes; requests
+     * are still served meanwhile, with Connection: close.
+     */
     markDraining() {
-      draining = true
+      drain.begin()
     },
     internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, validator, telemetry: { closeWindow: closeTelemetryWindow } },
   })

@@ -328,11 +328,32 @@ export const EnvSchema = Type.Object({
   ),
 
   HEALTH_TIMEOUT_MS: Int(1000, 50, 30_000, 'Upper bound on one /health/redis answer.'),
-  SHUTDOWN_TIMEOUT_MS: Int(10_000, 100, 120_000, 'Hard deadline for a graceful shutdown.'),
+  SHUTDOWN_DRAIN_DELAY_MS: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: 600_000,
+      description:
+        'After SIGTERM, how long /health/ready answers 503 while requests are still served (each answer with ' +
+        'Connection: close, so keep-alive callers reconnect elsewhere) before the listener closes: time for the load ' +
+        'balancer to see the 503 and stop routing here. Unset: 5000 in production, 0 otherwise (a Ctrl-C in dev ' +
+        'does not wait). Must be less than SHUTDOWN_TIMEOUT_MS.',
+    }),
+  ),
+  SHUTDOWN_TIMEOUT_MS: Int(
+    10_000,
+    100,
+    120_000,
+    'Hard deadline for a graceful shutdown, counted from the signal: the drain delay, the requests in flight, the ' +
+      'background cache writes and closing the pools all fit in it, or the process exits 1. The platform\'s stop ' +
+      'timeout (docker stop -t, compose stop_grace_period, Railway RAILWAY_DEPLOYMENT_DRAINING_SECONDS) must be longer.',
+  ),
   RETRY_AFTER_SECONDS: Int(1, 1, 3600, 'Retry-After on 503 answers.'),
 })
 
 type Env = Static<typeof EnvSchema>
+
+/** Long enough for a load balancer polling readiness every second or two to see the 503 a few times. */
+const DEFAULT_PRODUCTION_DRAIN_DELAY_MS = 5000
 
 /** Tracing is on when an OTLP endpoint is set and the SDK is not disabled. */
 function tracingSettings(env: Static<typeof TracingEnvSchema>) {
@@ -459,6 +480,7 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
     },
     tracing: tracingSettings(env),
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    shutdownDrainDelayMs: env.SHUTDOWN_DRAIN_DELAY_MS ?? (env.NODE_ENV === 'production' ? DEFAULT_PRODUCTION_DRAIN_DELAY_MS : 0),
     dev: { embeddedPostgresDir: env.EMBEDDED_POSTGRES_DIR },
   }
 }
@@ -695,6 +717,12 @@ export function loadConfig(
     throw new ConfigError(
       'Invalid configuration:\n  - REVOCATION_OUTBOX_RETENTION_SECONDS must be at least CACHE_TTL_SECONDS + 60: a revocation must stay ' +
         'readable for as long as an entry it concerns can be cached',
+    )
+  }
+  if (config.shutdownDrainDelayMs >= config.shutdownTimeoutMs) {
+    throw new ConfigError(
+      `Invalid configuration:\n  - SHUTDOWN_DRAIN_DELAY_MS (${config.shutdownDrainDelayMs}) must be less than SHUTDOWN_TIMEOUT_MS ` +
+        `(${config.shutdownTimeoutMs}): the deadline counts from the signal, and in-flight requests and pools need time after the drain`,
     )
   }
   if ((options.requireDatabaseUrl ?? true) && !config.database.url) {

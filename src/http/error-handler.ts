@@ -67,6 +67,14 @@ export interface ErrorHandlerOptions {
 
 const SHED: ReadonlySet<string> = new Set([new Errors.StoreBusy().code, new Errors.Overloaded().code])
 const SHED_LOG_INTERVAL_MS = 10_000
+/** 5xx answers counted (below) and summed up elsewhere, never logged one line each: the drain logs its own counts. */
+const SUMMARISED: ReadonlySet<string> = new Set([new Errors.ShuttingDown().code])
+
+/** The message of what caused a catalogued error (a pg or ioredis error), without its stack. */
+function causeOf(err: FastifyError): string | undefined {
+  const cause = (err as { cause?: unknown }).cause
+  return cause instanceof Error ? cause.message : undefined
+}
 
 export function registerErrorHandling(app: FastifyInstance, options: ErrorHandlerOptions): void {
   const lastShedLog = new Map<string, number>()
@@ -83,8 +91,15 @@ export function registerErrorHandling(app: FastifyInstance, options: ErrorHandle
       }
       reply.header('retry-after', String(options.retryAfterSeconds))
     } else if (statusCode >= 500) {
-      request.log.error({ err, code: answer.code }, 'request failed')
       if (statusCode === 503) reply.header('retry-after', String(options.retryAfterSeconds))
+      if (!isCatalogued(err)) {
+        // Not an answer we know: a bug, with its stack.
+        request.log.error({ err, code: answer.code }, 'request failed')
+      } else if (!SUMMARISED.has(answer.code)) {
+        // A known condition (Postgres or Redis unreachable) answered as designed: worth a warning with its cause, not an
+        // error; the breaker, pool and health report say the rest.
+        request.log.warn({ code: answer.code, cause: causeOf(err) }, 'request failed')
+      }
     } else {
       // RFC 7235 §3.1: a 401 names the scheme the caller should use.
       if (statusCode === 401) reply.header('www-authenticate', 'Bearer')

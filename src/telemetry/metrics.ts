@@ -108,6 +108,16 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     labelNames: ['code'] as const,
     registers: [registry],
   })
+  const drainRequests = new Counter({
+    name: 'http_drain_requests_total',
+    help:
+      'Requests (health checks aside) that arrived after SIGTERM: served (during the drain delay, with Connection: ' +
+      'close) or turned_away (503 SHUTTING_DOWN, once the listener had closed).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  })
+  // Both series from start, so a scrape during a drain shows a 0 rather than nothing.
+  for (const outcome of ['served', 'turned_away'] as const) drainRequests.labels(outcome).inc(0)
   const cacheUndecodable = new Counter({
     name: 'session_cache_undecodable_total',
     help:
@@ -308,6 +318,9 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     },
     pgQueryDone(query: string, ok: boolean, seconds: number) {
       pgQueryDuration.labels(query, ok ? 'ok' : 'error').observe(seconds)
+    },
+    drainRequest(outcome: 'served' | 'turned_away') {
+      drainRequests.labels(outcome).inc()
     },
     errorAnswered(code: string) {
       errors.labels(code).inc()

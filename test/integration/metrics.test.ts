@@ -27,8 +27,8 @@ async function scrape() {
   return response.body
 }
 
-/** The sample's value for an exact series (labels in any order), 0 when the series does not exist yet. */
-function sample(body: string, name: string, labels: Record<string, string> = {}): number {
+/** The sample's value for an exact series (labels in any order), undefined when the series is not exposed. */
+function find(body: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of body.split('\n')) {
     if (line.startsWith('#')) continue
     const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)/.exec(line)
@@ -37,7 +37,19 @@ function sample(body: string, name: string, labels: Record<string, string> = {})
     if (Object.keys(found).length !== Object.keys(labels).length) continue
     if (Object.entries(labels).every(([k, v]) => found[k] === v)) return Number(match[3])
   }
-  return 0
+  return undefined
+}
+
+/** The sample's value, 0 when the series does not exist yet (a counter before its first increment). */
+function sample(body: string, name: string, labels: Record<string, string> = {}): number {
+  return find(body, name, labels) ?? 0
+}
+
+/** The sample's value for a series that must be exposed: a missing one fails rather than reading as 0. */
+function present(body: string, name: string, labels: Record<string, string> = {}): number {
+  const value = find(body, name, labels)
+  if (value === undefined) throw new Error(`${name}${JSON.stringify(labels)} is not exposed`)
+  return value
 }
 
 /** Every label value in the exposition. */
@@ -69,10 +81,16 @@ describe('GET /metrics', () => {
       expect(body, name).toContain(`# TYPE ${name} ${type}\n`)
     }
     // The breaker is closed at start, and its label is the breaker's name.
-    expect(sample(body, 'circuit_breaker_state', { breaker: 'redis' })).toBe(0)
-    // The pool is open: its size is a real number of connections, and nothing waits on it at rest.
-    expect(sample(body, 'redis_pool_size')).toBeGreaterThanOrEqual(0)
-    expect(sample(body, 'redis_pool_pending')).toBe(0)
+    expect(present(body, 'circuit_breaker_state', { breaker: 'redis' })).toBe(0)
+    // The pool is open: it holds at least REDIS_POOL_MIN connections (opened at start, so polled), at most
+    // REDIS_POOL_MAX, the gauge is the pool's own figure, and nothing waits on it at rest.
+    await expect.poll(async () => present(await scrape(), 'redis_pool_size'), { timeout: 5000 }).toBeGreaterThanOrEqual(t.config.redis.poolMin)
+    const rest = await scrape()
+    expect(t.config.redis.poolMin).toBeGreaterThan(0)
+    expect(present(rest, 'redis_pool_size')).toBeLessThanOrEqual(t.config.redis.poolMax)
+    expect(present(rest, 'redis_pool_size')).toBe(t.app.internals.redisPool.size)
+    expect(present(rest, 'redis_pool_available') + present(rest, 'redis_pool_borrowed')).toBe(present(rest, 'redis_pool_size'))
+    expect(present(rest, 'redis_pool_pending')).toBe(0)
   })
 
   it('moves with traffic: a miss then a hit, Postgres then Redis as the source, and an invalidation', async () => {

@@ -114,15 +114,36 @@ describe('Redis SLOWLOG poller', () => {
     const admin = new Redis(redis.url)
     await admin.call('ACL', 'SETUSER', 'no-slowlog', 'on', '>secret-pass', '~*', '&*', '+@all', '-slowlog')
     admin.disconnect()
+    // The INFO poller runs at the same interval: its calls, counted by the server, prove that the slow-log poller has
+    // had its turns too, whatever the machine's speed (a fixed sleep proves nothing on a loaded machine).
+    const intervalMs = 50
     t = await startTestApp({
       db,
       redisUrl: `redis://no-slowlog:secret-pass@127.0.0.1:${redis.port}`,
-      env: { TELEMETRY_SLOWLOG_INTERVAL_MS: '50' },
+      env: { TELEMETRY_SLOWLOG_INTERVAL_MS: String(intervalMs), TELEMETRY_REDIS_INFO_INTERVAL_MS: String(intervalMs) },
     })
     const app = t
-    await eventually(() => app.logs.entries().some((l) => String(l.msg).startsWith('SLOWLOG is not permitted')), 10_000, 'the hint')
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    expect(app.logs.entries().filter((l) => String(l.msg).startsWith('SLOWLOG is not permitted'))).toHaveLength(1)
+    const stats = new Redis(redis.url)
+    let ownInfoCalls = 0
+    /** calls (less this test's own INFO calls) and rejected_calls of one command, from INFO commandstats. */
+    const commandStats = async (command: string) => {
+      const own = ownInfoCalls++
+      const line = (await stats.info('commandstats')).split('\r\n').find((l) => l.startsWith(`cmdstat_${command}:`)) ?? ''
+      const calls = Number(/calls=(\d+)/.exec(line)?.[1] ?? 0)
+      return { calls: command === 'info' ? calls - own : calls, rejected: Number(/rejected_calls=(\d+)/.exec(line)?.[1] ?? 0) }
+    }
+    try {
+      await eventually(() => app.logs.entries().some((l) => String(l.msg).startsWith('SLOWLOG is not permitted')), 10_000, 'the hint')
+      const refusedAtHint = (await commandStats('slowlog|get')).rejected
+      expect(refusedAtHint).toBeGreaterThanOrEqual(1)
+      const infoAtHint = (await commandStats('info')).calls
+      await eventually(async () => (await commandStats('info')).calls >= infoAtHint + 5, 10_000, 'five more poller turns')
+      // Said once, and never tried again: the server refused no further SLOWLOG.
+      expect(app.logs.entries().filter((l) => String(l.msg).startsWith('SLOWLOG is not permitted'))).toHaveLength(1)
+      expect((await commandStats('slowlog|get')).rejected).toBe(refusedAtHint)
+    } finally {
+      stats.disconnect()
+    }
     const { token } = await db.insertSession()
     expect((await app.validate(token)).json()).toMatchObject({ valid: true })
   })

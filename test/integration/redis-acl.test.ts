@@ -160,7 +160,13 @@ describe('the shipped ACL (ops/redis/users.acl) with the service logged in as `s
 
   it('with a wrong password: no connection is authenticated, answers come from Postgres, and the password is never logged', async () => {
     const wrong = `wrong-${randomBytes(8).toString('hex')}`
-    const t = await start({ REDIS_COMMAND_TIMEOUT_MS: '100', REDIS_CONNECT_TIMEOUT_MS: '200', HEALTH_TIMEOUT_MS: '500' }, `redis://ssc:${wrong}@127.0.0.1:${server.port}`)
+    // A refused AUTH fails at once whatever the connect timeout; a generous one lets a busy machine's attempt get that
+    // far (at 200 ms it could time out first, and the log named no WRONGPASS).
+    const connectTimeoutMs = 2000
+    const t = await start(
+      { REDIS_COMMAND_TIMEOUT_MS: '100', REDIS_CONNECT_TIMEOUT_MS: String(connectTimeoutMs), HEALTH_TIMEOUT_MS: '500' },
+      `redis://ssc:${wrong}@127.0.0.1:${server.port}`,
+    )
     const { token } = await db.insertSession()
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'postgres' })
     await t.settle()
@@ -168,7 +174,7 @@ describe('the shipped ACL (ops/redis/users.acl) with the service logged in as `s
     const health = (await t.app.inject({ method: 'GET', url: '/health/redis' })).json()
     expect(health).toMatchObject({ status: 'degraded', redis: { connected: false } })
     expect(await admin.keys('*')).toEqual([])
-    expect(t.logs.text()).toMatch(/WRONGPASS/)
+    await eventually(() => /WRONGPASS/.test(t.logs.text()), 5 * connectTimeoutMs, 'WRONGPASS in the log')
     for (const secret of [wrong, acl.passwords.service, acl.passwords.admin, token]) expect(t.logs.text()).not.toContain(secret)
   })
 

@@ -1,147 +1,93 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import net from 'node:net'
 import { randomBytes } from 'node:crypto'
-import http from 'node:http'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../support/env.js'
+import { startServerProcess, type ServerProcess } from '../support/server-process.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
-import { freePort } from '../../src/dev/free-port.js'
 
 /**
- * The real server (src/server.ts, its signal handling and close-with-grace) as a child process. Postgres is reached
- * through a delaying proxy so uncached validations are slow enough to be in flight when SIGTERM arrives: every one of
- * them must still be answered, new connections must be refused, and the process must exit 0 before its deadline.
+ * SIGTERM to the real server process (src/server.ts, close-with-grace) while keep-alive clients use it the way the
+ * Studio does (Node's fetch keeps connections open): 50 validations in flight, a steady stream of cached ones, a
+ * readiness poller standing in for the load balancer, and one pipelining client. Postgres is reached through a
+ * delaying proxy, so the uncached validations are still in flight when the drain delay ends and the listener closes.
  */
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const IN_FLIGHT = 20
-const PG_DELAY_MS = 400
-const SHUTDOWN_TIMEOUT_MS = 20_000
+const DRAIN_DELAY_MS = 1500
+/** Each Postgres round trip takes twice this through the proxy: a read sent before SIGTERM outlives the drain delay. */
+const PG_DELAY_MS = DRAIN_DELAY_MS
+/** The drain delay, one slowed read, and room for the writes, the pools and a loaded machine. */
+const SHUTDOWN_TIMEOUT_MS = DRAIN_DELAY_MS + 2 * PG_DELAY_MS + 10_000
+/** Distinct uncached tokens; IN_FLIGHT requests share them (single-flight: one Postgres read per token). */
+const DISTINCT = 10
+const IN_FLIGHT = 50
+/** How long the stream keeps sending once readiness has said 503: well inside the drain delay. */
+const STREAM_AFTER_NOT_READY_MS = DRAIN_DELAY_MS / 4
 const KEY_PREFIX = `ssc-shutdown-${process.pid}-${Date.now()}:`
 
 let db: TestDatabase
 let proxy: TcpProxy
-let child: ChildProcess | undefined
-let port: number
-const output: string[] = []
-let exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+let server: ServerProcess | undefined
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-interface Answer {
-  status: number
-  body: string
-}
+type Outcome =
+  | { ok: true; status: number; body: Record<string, unknown>; connection: string | null; retryAfter: string | null; at: number }
+  | { ok: false; error: string; at: number }
 
-/** One request on a connection of its own (no keep-alive agent), bounded in time. */
-function request(method: 'GET' | 'POST', path: string, body?: unknown): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path,
-        agent: false,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
-      },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }))
-        res.on('error', reject)
-      },
-    )
-    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path} timed out`)))
-    req.on('error', reject)
-    req.end(payload)
-  })
-}
-
-/** Polls until `check` is true, at most `timeoutMs`; returns whether it became true. */
-async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (await check()) return true
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
-  }
-  return check()
-}
-
-function logEntries(): Array<Record<string, unknown>> {
-  return output
-    .join('')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => {
-      try {
-        return JSON.parse(l) as Record<string, unknown>
-      } catch {
-        return {}
-      }
+/** A validation through Node's fetch (the global keep-alive agent), bounded in time; a reset is an outcome, not a throw. */
+async function validate(base: string, token: string): Promise<Outcome> {
+  try {
+    const res = await fetch(`${base}/validate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token }),
+      signal: AbortSignal.timeout(SHUTDOWN_TIMEOUT_MS),
     })
+    const body = (await res.json()) as Record<string, unknown>
+    return { ok: true, status: res.status, body, connection: res.headers.get('connection'), retryAfter: res.headers.get('retry-after'), at: Date.now() }
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause
+    return { ok: false, error: cause?.code ?? cause?.message ?? (err as Error).message, at: Date.now() }
+  }
+}
+
+/** A raw HTTP/1.1 validation request, for the client that pipelines a second request behind one in flight. */
+const rawPost = (token: string) => {
+  const body = JSON.stringify({ token })
+  return `POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`
 }
 
 beforeAll(async () => {
   db = await createTestDatabase()
   const target = new URL(TEST_DATABASE_URL)
   proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) })
-  port = await freePort()
   const databaseUrl = new URL(TEST_DATABASE_URL)
   databaseUrl.host = `${proxy.host}:${proxy.port}`
-
-  child = spawn(`${ROOT}node_modules/.bin/node`, ['--import', 'tsx', `${ROOT}src/server.ts`], {
-    cwd: ROOT,
-    env: {
-      PATH: `${ROOT}node_modules/.bin:${process.env.PATH ?? ''}`,
-      HOME: process.env.HOME ?? '/tmp',
-      NODE_ENV: 'production',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'info',
-      DATABASE_URL: databaseUrl.toString(),
-      DATABASE_SCHEMA: db.schema,
-      // One connection per in-flight request, and timeouts well above the proxy's delay.
-      DATABASE_POOL_MAX: String(IN_FLIGHT + 5),
-      DATABASE_CONNECT_TIMEOUT_MS: '15000',
-      DATABASE_STATEMENT_TIMEOUT_MS: '15000',
-      REDIS_URL: TEST_REDIS_URL,
-      REDIS_KEY_PREFIX: KEY_PREFIX,
-      // Production refuses to start without it (cached user fields are encrypted).
-      CACHE_ENCRYPTION_KEYS: `t:${randomBytes(32).toString('base64')}`,
-      SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  server = await startServerProcess({
+    DATABASE_URL: databaseUrl.toString(),
+    DATABASE_SCHEMA: db.schema,
+    // One connection per distinct read, opened before the delay (below), and timeouts above a slowed round trip.
+    DATABASE_POOL_MAX: String(DISTINCT),
+    DATABASE_CONNECT_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+    DATABASE_STATEMENT_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+    DATABASE_LOOKUP_QUEUE_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+    REDIS_URL: TEST_REDIS_URL,
+    REDIS_KEY_PREFIX: KEY_PREFIX,
+    // Production refuses to start without it (cached user fields are encrypted).
+    CACHE_ENCRYPTION_KEYS: `t:${randomBytes(32).toString('base64')}`,
+    SHUTDOWN_DRAIN_DELAY_MS: String(DRAIN_DELAY_MS),
+    SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+    // The stream's cached reads must come from Redis on a busy machine too (past the default 250 ms a read is a miss).
+    REDIS_COMMAND_TIMEOUT_MS: String(DRAIN_DELAY_MS),
+    BREAKER_TIMEOUT_MS: String(DRAIN_DELAY_MS),
   })
-  child.stdout?.on('data', (c: Buffer) => output.push(c.toString()))
-  child.stderr?.on('data', (c: Buffer) => output.push(c.toString()))
-  const started = child
-  exited = new Promise((resolve) => started.once('exit', (code, signal) => resolve({ code, signal })))
-
-  const ready = await until(
-    async () => {
-      if (started.exitCode !== null) return true
-      return request('GET', '/health/ready').then(
-        (r) => r.status === 200,
-        () => false,
-      )
-    },
-    30_000,
-    100,
-  )
-  if (!ready || started.exitCode !== null) {
-    throw new Error(`server did not become ready:\n${output.join('').slice(-4000)}`)
-  }
-}, 60_000)
+}, 90_000)
 
 afterAll(async () => {
-  // Whatever happened, no child outlives the file.
-  if (child && child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGKILL')
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))])
-  }
+  await server?.kill()
   await proxy?.close()
   await db?.drop()
   // The child's cache fills outlive it (they have a TTL); remove them from the shared Redis.
@@ -157,71 +103,126 @@ afterAll(async () => {
   }
 })
 
-describe('SIGTERM while validations are in flight', () => {
-  it('answers every in-flight request correctly, refuses new connections, and exits 0 before the deadline', async () => {
-    const sessions = await Promise.all(Array.from({ length: IN_FLIGHT }, () => db.insertSession()))
-    const socketsBefore = proxy.connections
+describe('SIGTERM with keep-alive clients', () => {
+  it('answers every request (readiness 503 while /validate still answers 200, then in-flight requests finish), logs one drain line, writes the fills, and exits 0 before the deadline', async () => {
+    const app = server!
+    const base = app.url
+
+    // Warm: one pooled Postgres connection per distinct read (opened before the delay: a connection's handshake
+    // through the slow proxy would take several round trips), and one cached session for the stream.
+    const warmups = await Promise.all(Array.from({ length: DISTINCT }, () => db.insertSession()))
+    for (const r of await Promise.all(warmups.map((s) => validate(base, s.token)))) expect(r).toMatchObject({ ok: true, status: 200 })
+    const cached = await db.insertSession()
+    expect(await validate(base, cached.token)).toMatchObject({ ok: true, body: { source: 'postgres' } })
+    await expect.poll(async () => ((await validate(base, cached.token)) as { body?: { source?: string } }).body?.source, { timeout: 5000 }).toBe('redis')
+
+    const slow = await Promise.all(Array.from({ length: DISTINCT }, () => db.insertSession()))
     proxy.setDelay(PG_DELAY_MS)
 
-    // Distinct tokens, none cached: each one is a Postgres read through the slow proxy.
-    const answers = sessions.map((s) =>
-      request('POST', '/validate', { token: s.token }).then(
-        (answer) => ({ ok: true as const, answer, at: Date.now() }),
-        (err: Error) => ({ ok: false as const, error: err.message }),
-      ),
-    )
-    // In flight means past the Redis miss and waiting on Postgres: the pool opens a connection for each (two sockets
-    // in the proxy per connection). Bounded; if the machine is slow the signal simply goes a little later.
-    await until(() => proxy.connections - socketsBefore >= 2 * (IN_FLIGHT - 1), 10_000)
-    const inFlightAtSignal = (proxy.connections - socketsBefore) / 2
-    expect(inFlightAtSignal).toBeGreaterThanOrEqual(IN_FLIGHT - 1)
+    // The steady stream (cached token) and the load balancer's readiness poller, both bounded in count and time.
+    const stream: Outcome[] = []
+    const readiness: Array<{ at: number; status: number | string }> = []
+    let notReadyAt: number | undefined
+    let refusedAt: number | undefined
+    let metricsDuringDrain = ''
+    const streaming = (async () => {
+      const stopBy = Date.now() + SHUTDOWN_TIMEOUT_MS
+      for (let i = 0; i < 5000 && Date.now() < stopBy; i++) {
+        if (notReadyAt !== undefined && Date.now() - notReadyAt >= STREAM_AFTER_NOT_READY_MS) break
+        stream.push(await validate(base, cached.token))
+        await sleep(10)
+      }
+    })()
+    const polling = (async () => {
+      const stopBy = Date.now() + 2 * SHUTDOWN_TIMEOUT_MS
+      for (let i = 0; i < 2000 && Date.now() < stopBy && refusedAt === undefined; i++) {
+        const status = await fetch(`${base}/health/ready`, { signal: AbortSignal.timeout(2000) }).then(
+          (r) => r.status,
+          (err: { cause?: { code?: string } }) => err.cause?.code ?? 'error',
+        )
+        readiness.push({ at: Date.now(), status })
+        if (status === 503 && notReadyAt === undefined) {
+          notReadyAt = Date.now()
+          metricsDuringDrain = await fetch(`${base}/metrics`).then((r) => r.text(), () => '')
+        }
+        if (status === 'ECONNREFUSED') refusedAt = Date.now()
+        await sleep(50)
+      }
+    })()
 
-    const signalledAt = Date.now()
-    expect(child?.kill('SIGTERM')).toBe(true)
+    // IN_FLIGHT keep-alive validations of the slow tokens, and a raw connection with one more in flight.
+    const inFlight = Array.from({ length: IN_FLIGHT }, (_, i) => validate(base, slow[i % DISTINCT]!.token))
+    const raw = net.connect({ host: '127.0.0.1', port: app.port })
+    let received = ''
+    raw.on('data', (chunk) => (received += chunk.toString()))
+    raw.on('error', () => undefined)
+    raw.write(rawPost(slow[0]!.token))
+    // In flight means waiting on Postgres: every distinct read is held in the proxy.
+    await expect.poll(() => proxy.pending, { timeout: 10_000, interval: 20 }).toBeGreaterThanOrEqual(DISTINCT)
 
-    // New connections: anything answered in the moment before the signal is handled is 200 or 503 (draining), and
-    // soon the port refuses connections altogether.
-    const seen: Array<number | string> = []
-    const refused = await until(
-      () =>
-        request('GET', '/health/ready').then(
-          (r) => (seen.push(r.status), false),
-          (err: NodeJS.ErrnoException) => (seen.push(err.code ?? err.message), err.code === 'ECONNREFUSED'),
-        ),
-      SHUTDOWN_TIMEOUT_MS,
-      25,
-    )
-    expect(refused, `answers while draining: ${seen.join(', ')}`).toBe(true)
-    for (const s of seen) expect([200, 503, 'ECONNREFUSED', 'ECONNRESET']).toContain(s)
+    const signalledAt = app.signal('SIGTERM')
+    await streaming
+    await polling
+    // The pipelining client sends its second request once the listener has closed: it is turned away, not dropped.
+    expect(refusedAt, JSON.stringify(readiness)).toBeDefined()
+    raw.write(rawPost(slow[1]!.token))
+    const answers = await Promise.all(inFlight)
+    await expect.poll(() => (received.match(/HTTP\/1\.1 /g) ?? []).length, { timeout: SHUTDOWN_TIMEOUT_MS }).toBe(2)
+    raw.destroy()
+    const exit = await app.exit(SHUTDOWN_TIMEOUT_MS)
+    const exitedAt = Date.now()
 
-    const settled = await Promise.all(answers)
-    settled.forEach((result, i) => {
-      expect(result, `request ${i}`).toMatchObject({ ok: true, answer: { status: 200 } })
-      if (!result.ok) return
-      expect(JSON.parse(result.answer.body), `request ${i}`).toMatchObject({
-        valid: true,
-        source: 'postgres',
-        session: { id: sessions[i]!.sessionId, userId: sessions[i]!.userId },
-      })
+    // Every in-flight request was answered, after the listener had closed (Connection: close), with the right answer.
+    answers.forEach((a, i) => {
+      expect(a, `request ${i}`).toMatchObject({ ok: true, status: 200, connection: 'close' })
+      if (a.ok) expect(a.body).toMatchObject({ valid: true, source: 'postgres', session: { id: slow[i % DISTINCT]!.sessionId } })
+      expect(a.at).toBeGreaterThanOrEqual(signalledAt + DRAIN_DELAY_MS)
     })
+    // The stream: every request answered 200, including those sent after readiness said 503.
+    expect(stream.filter((s) => !s.ok || s.status !== 200), JSON.stringify(stream.filter((s) => !s.ok))).toEqual([])
+    const duringDrain = stream.filter((s) => s.ok && notReadyAt !== undefined && s.at >= notReadyAt)
+    expect(duringDrain.length).toBeGreaterThanOrEqual(1)
+    for (const s of duringDrain) expect(s).toMatchObject({ connection: 'close', body: { valid: true, source: 'redis' } })
+    // Readiness: 200, then 503 for the drain delay, then the port refuses connections.
+    expect(readiness[0]?.status).toBe(200)
+    expect(readiness.map((r) => r.status)).toContain(503)
+    expect(refusedAt! - signalledAt).toBeGreaterThanOrEqual(DRAIN_DELAY_MS)
+    expect(metricsDuringDrain).toMatch(/^http_drain_requests_total\{outcome="served"\} [1-9]/m)
+    // The pipelined request behind the one in flight: 200, then 503 SHUTTING_DOWN with Retry-After and Connection: close.
+    const [first, second] = received.split(/(?=HTTP\/1\.1 )/)
+    expect(first).toMatch(/^HTTP\/1\.1 200/)
+    expect(first).toContain(slow[0]!.sessionId)
+    expect(second).toMatch(/^HTTP\/1\.1 503/)
+    expect(second).toMatch(/retry-after: \d+/i)
+    expect(second).toMatch(/connection: close/i)
+    expect(second).toContain('"code":"SHUTTING_DOWN"')
 
-    // They really were in flight: (nearly) all were answered after the signal was sent.
-    const afterSignal = settled.filter((r) => r.ok && r.at >= signalledAt).length
-    expect(afterSignal).toBeGreaterThanOrEqual(IN_FLIGHT - 1)
+    // Exit 0, before the deadline.
+    expect(exit, app.text().slice(-4000)).toEqual({ code: 0, signal: null })
+    expect(exitedAt - signalledAt).toBeLessThan(SHUTDOWN_TIMEOUT_MS)
 
-    const exit = await Promise.race([
-      exited,
-      new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), SHUTDOWN_TIMEOUT_MS + 5000)),
-    ])
-    expect(exit, output.join('').slice(-4000)).toEqual({ code: 0, signal: null })
-    expect(Date.now() - signalledAt).toBeLessThan(SHUTDOWN_TIMEOUT_MS)
-
-    const messages = logEntries().map((l) => l.msg)
-    expect(messages).toContain('shutting down: draining in-flight requests')
+    // Logs: one drain line with the counts, and not one error line.
+    const logs = app.logs()
+    const drains = logs.filter((l) => String(l.msg).startsWith('drain complete'))
+    expect(drains).toHaveLength(1)
+    expect(drains[0]).toMatchObject({ level: 30, turnedAway: 1, inFlightAtClose: IN_FLIGHT + 1 })
+    // Served during the drain: at least the stream's requests after readiness said 503 and the scrape; at most every
+    // request this test sent (on a busy machine some sent just before SIGTERM reach the server after it).
+    expect(drains[0]!.served).toBeGreaterThanOrEqual(duringDrain.length + 1)
+    expect(drains[0]!.served).toBeLessThanOrEqual(stream.length + 1 + IN_FLIGHT + 1)
+    const messages = logs.map((l) => l.msg)
     expect(messages).toContain('shutdown complete')
-    const errors = logEntries().filter((l) => typeof l.level === 'number' && l.level >= 50)
-    expect(errors).toEqual([])
-    // The tokens never reached the logs.
-    for (const s of sessions) expect(output.join('')).not.toContain(s.token)
-  }, 90_000)
+    expect(logs.filter((l) => typeof l.level === 'number' && l.level >= 50)).toEqual([])
+    expect(messages).not.toContain('request failed')
+    for (const s of [...slow, cached]) expect(app.text()).not.toContain(s.token)
+
+    // State left behind: the background fills of the reads answered during the close landed before the pools closed.
+    proxy.setDelay(0)
+    const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 })
+    try {
+      for (const s of slow) expect(await redis.pttl(`${KEY_PREFIX}e:${hashToken(s.token)}`), 'fill of a read answered during the close').toBeGreaterThan(0)
+    } finally {
+      redis.disconnect()
+    }
+  }, 120_000)
 })

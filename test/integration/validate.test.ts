@@ -92,20 +92,48 @@ describe('POST /validate', () => {
     expect(t.logs.text()).not.toContain(token)
   })
 
-  it('caps an entry’s TTL at the session’s expiry, and gives every key it writes a TTL', async () => {
-    t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '300' } })
+  it('caps an entry’s TTL at the session’s expiry, and gives every key it writes a TTL: entries, indexes, negative entries, tombstones', async () => {
+    t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '300', NEGATIVE_CACHE_TTL_SECONDS: '10', CACHE_TOMBSTONE_TTL_SECONDS: '30' } })
     const soon = await db.insertSession({ expiresInMs: 5000 })
     const later = await db.insertSession()
-    await t.validate(soon.token)
-    await t.validate(later.token)
+    const revoked = await db.insertSession({ revoked: true })
+    const gone = await db.insertSession()
+    const userGone = await db.insertSession()
+    const unknown = 'never-issued-token'
+    for (const token of [soon.token, later.token, revoked.token, gone.token, userGone.token, unknown]) await t.validate(token)
     await t.settle()
-    const soonTtl = await t.redis.pttl(`${t.prefix}e:{${hashToken(soon.token)}}`)
-    const laterTtl = await t.redis.pttl(`${t.prefix}e:{${hashToken(later.token)}}`)
+    // Invalidations leave tombstones: by session id for the token and the session, by user id for the user.
+    expect((await t.invalidate({ sessionId: gone.sessionId })).json()).toMatchObject({ invalidated: 1 })
+    expect((await t.invalidate({ userId: userGone.userId })).json()).toMatchObject({ invalidated: 1 })
+    await t.settle()
+
+    const k = (suffix: string) => `${t.prefix}${suffix}`
+    const soonTtl = await t.redis.pttl(k(`e:{${hashToken(soon.token)}}`))
+    const laterTtl = await t.redis.pttl(k(`e:{${hashToken(later.token)}}`))
     expect(soonTtl).toBeGreaterThan(0)
     expect(soonTtl).toBeLessThanOrEqual(5000)
     expect(laterTtl).toBeGreaterThan(290_000)
     expect(laterTtl).toBeLessThanOrEqual(300_000)
-    for (const key of Object.keys(await t.dump())) expect(await t.redis.pttl(key), key).toBeGreaterThan(0)
+
+    // Every kind of key is there, each with a TTL within its own bound, so the check below covers all of them.
+    const bounds: Record<string, number> = {
+      [k(`e:{${hashToken(revoked.token)}}`)]: 10_000,
+      [k(`e:{${hashToken(unknown)}}`)]: 10_000,
+      [k(`sid:{${later.sessionId}}`)]: 300_000,
+      [k(`ui:{${later.userId}}`)]: 300_000,
+      [k(`t:tok:{${hashToken(gone.token)}}`)]: 30_000,
+      [k(`t:sid:{${gone.sessionId}}`)]: 30_000,
+      [k(`t:uid:{${userGone.userId}}`)]: 30_000,
+    }
+    const keys = Object.keys(await t.dump())
+    expect(keys).toEqual(expect.arrayContaining(Object.keys(bounds)))
+    for (const [key, bound] of Object.entries(bounds)) {
+      const ttl = await t.redis.pttl(key)
+      expect(ttl, key).toBeGreaterThan(0)
+      expect(ttl, key).toBeLessThanOrEqual(bound)
+    }
+    // And no key at all lives without one (PTTL -1).
+    for (const key of keys) expect(await t.redis.pttl(key), key).toBeGreaterThan(0)
   })
 
   it('checks a cached session’s own expiry on every hit, even while the entry is still in Redis', async () => {

@@ -39,6 +39,9 @@ export async function startTestApp(options: TestAppOptions) {
       REDIS_KEY_PREFIX: `ssc-test-${randomBytes(5).toString('hex')}:`,
       LOG_LEVEL: 'debug',
       CACHE_ENCRYPTION_KEYS: TEST_CACHE_KEY,
+      // Event-loop shedding off unless a test is about it (abuse.test.ts sets its own limits): the test runs in the
+      // app's process, and on a busy machine its lag would turn any request into 503 OVERLOADED.
+      LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
       ...options.env,
     },
     { source: {} },

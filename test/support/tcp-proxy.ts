@@ -88,6 +88,10 @@ export async function startTcpProxy(target: ProxyTarget) {
     get connections() {
       return sockets.size
     },
+    /** Chunks held back by the delay, not yet forwarded (a query on its way to the server, or its answer back). */
+    get pending() {
+      return timers.size
+    },
     /** Adds this much latency to every chunk, both directions, from now on (0 removes it). */
     setDelay(ms: number) {
       delayMs = ms

@@ -32,6 +32,17 @@ describe('configuration', () => {
     expect(config.http.apiKeys.map((k) => k.key)).toEqual(['a', 'b', 'c'])
   })
 
+  it('drains for 5 s by default in production and not at all elsewhere, always within the shutdown deadline', () => {
+    const url = { DATABASE_URL: 'postgres://db/x' }
+    expect(load(url)).toMatchObject({ shutdownDrainDelayMs: 5000, shutdownTimeoutMs: 10_000 })
+    expect(load({ ...url, NODE_ENV: 'development' }).shutdownDrainDelayMs).toBe(0)
+    expect(load({ ...url, NODE_ENV: 'test', SHUTDOWN_DRAIN_DELAY_MS: '250' }).shutdownDrainDelayMs).toBe(250)
+    // The deadline counts from the signal, so a drain delay that fills it would leave nothing for in-flight requests.
+    expect(() => load({ ...url, SHUTDOWN_DRAIN_DELAY_MS: '10000' })).toThrow(/SHUTDOWN_DRAIN_DELAY_MS \(10000\) must be less than SHUTDOWN_TIMEOUT_MS/)
+    expect(() => load({ ...url, SHUTDOWN_TIMEOUT_MS: '3000' })).toThrow(ConfigError)
+    expect(load({ ...url, SHUTDOWN_TIMEOUT_MS: '3000', SHUTDOWN_DRAIN_DELAY_MS: '1000' }).shutdownDrainDelayMs).toBe(1000)
+  })
+
   it('treats an empty value as unset', () => {
     expect(load({ DATABASE_URL: 'postgres://db/x', PORT: '', SERVICE_API_KEYS: '' }).port).toBe(3000)
   })
