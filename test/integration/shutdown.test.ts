@@ -220,7 +220,7 @@ describe('SIGTERM with keep-alive clients', () => {
     proxy.setDelay(0)
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 })
     try {
-      for (const s of slow) expect(await redis.pttl(`${KEY_PREFIX}e:${hashToken(s.token)}`), 'fill of a read answered during the close').toBeGreaterThan(0)
+      for (const s of slow) expect(await redis.pttl(`${KEY_PREFIX}e:{${hashToken(s.token)}}`), 'fill of a read answered during the close').toBeGreaterThan(0)
     } finally {
       redis.disconnect()
     }
