@@ -358,7 +358,11 @@ async function main() {
       `→ about ${bytes ? Math.floor(2 ** 30 / (bytes.entry + bytes.indexes)).toLocaleString('en') : '?'} sessions per GiB before allocator overhead.`,
     ``,
   ].join('\n')
-  writeFileSync(path.join(root, 'BENCHMARKS.md'), table)
+  // The file's later sections belong to other generators (`npm run soak` writes "## Soak"): keep them.
+  const file = path.join(root, 'BENCHMARKS.md')
+  const previous = readFileSync(file, 'utf8')
+  const others = previous.search(/^## /m)
+  writeFileSync(file, others < 0 ? table : `${table}\n${previous.slice(others)}`)
   say('\n' + table)
 }
 
