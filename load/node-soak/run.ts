@@ -30,12 +30,12 @@ const DURATION_S = num('duration', 600)
 const MAX_REQUESTS = num('max-requests', 1_000_000)
 const CONNECTIONS = num('connections', 1000)
 /**
- * Requests per second over all connections. A soak looks for what time does at a pace the service sustains, not for
- * its ceiling: on two shared cores the service and autocannon with 1000 connections top out near 1,300 req/s, and
- * past that event-loop lag trips the breaker's timeout and uncached lookups are shed with 503 (overload, which
- * `npm run bench` and load/breakpoint.ts are for). --rate=0 drives it unthrottled.
+ * Requests per second over all connections; default one per connection per second, the least autocannon can pace:
+ * below that it would not slow each connection down but open fewer connections (it caps them at the rate). A soak
+ * looks for what time does, not for the ceiling (`npm run bench`, load/breakpoint.ts): unthrottled, 1000 connections
+ * on two shared cores are pure overload. --rate=0 drives it unthrottled anyway.
  */
-const RATE = num('rate', 1000)
+const RATE = num('rate', CONNECTIONS)
 const SAMPLE_EVERY_S = num('sample-every', 5)
 const WARMUP_S = num('warmup', Math.min(60, Math.round(DURATION_S / 4)))
 const SESSIONS = num('sessions', 5000)

@@ -40,34 +40,41 @@ export async function sample(metricsUrl: string, t: number): Promise<Sample> {
 
 export interface SeriesSummary {
   warmupEnd: number
+  /** Lowest value in the first third of the samples after warm-up, and in the last third. */
+  startTrough: number
+  endTrough: number
   startMean: number
   endMean: number
   min: number
   max: number
   end: number
-  /** (mean of the last window − mean of the first window after warm-up) / the first. */
+  /** (endMean − startMean) / startMean, in %. */
   growthPct: number
 }
 
 /**
- * Growth is judged on means of a few samples at each end, not single points: a heap is a sawtooth (a sample may land
- * just before or after a collection), so one sample against another would measure the GC, not a leak.
+ * Growth is judged on the mean of the first third of the samples after warm-up against the mean of the last third. A
+ * heap is a sawtooth (a sample lands anywhere between two collections) and V8 and the allocator hand pages back in
+ * bursts, so a single sample, or a trough, against another measures the GC; a leak moves the whole third.
  */
-export function summarise(samples: Sample[], pick: (s: Sample) => number, warmupS: number, window = 6): SeriesSummary {
-  const steady = samples.filter((s) => s.t >= warmupS)
-  const values = steady.map(pick)
+export function summarise(samples: Sample[], pick: (s: Sample) => number, warmupS: number): SeriesSummary {
+  const values = samples.filter((s) => s.t >= warmupS).map(pick)
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1)
-  const n = Math.max(1, Math.min(window, Math.floor(values.length / 3)))
-  const startMean = mean(values.slice(0, n))
-  const endMean = mean(values.slice(-n))
+  const third = Math.max(1, Math.floor(values.length / 3))
+  const first = values.slice(0, third)
+  const last = values.slice(-third)
+  const startTrough = Math.min(...first)
+  const endTrough = Math.min(...last)
   return {
     warmupEnd: warmupS,
-    startMean,
-    endMean,
+    startTrough,
+    endTrough,
+    startMean: mean(first),
+    endMean: mean(last),
     min: Math.min(...values),
     max: Math.max(...values),
     end: values.at(-1) ?? NaN,
-    growthPct: ((endMean - startMean) / startMean) * 100,
+    growthPct: ((mean(last) - mean(first)) / mean(first)) * 100,
   }
 }
 

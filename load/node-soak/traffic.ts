@@ -33,6 +33,7 @@ export interface TrafficCounts {
   status503OutsideWindow: number
   /** The first few: when (s into the load) and what (the error code). */
   examples503Outside: string[]
+  codes503Outside: Record<string, number>
   /** Any status other than 200 and 503. */
   otherStatus: Record<string, number>
   /** autocannon's own: connection errors and requests that got no answer in time. */
@@ -58,7 +59,7 @@ const zero = (): Record<Kind, number> => ({ valid: 0, unknown: 0, revoked: 0, in
 
 export function runTraffic(options: TrafficOptions): Promise<TrafficCounts> {
   const counts: TrafficCounts = {
-    answered: zero(), wrong: zero(), wrongExamples: [], status503InWindow: 0, status503OutsideWindow: 0, examples503Outside: [],
+    answered: zero(), wrong: zero(), wrongExamples: [], status503InWindow: 0, status503OutsideWindow: 0, examples503Outside: [], codes503Outside: {},
     otherStatus: {}, errors: 0, timeouts: 0, sent: 0, durationS: 0, rps: 0, latencyP50: 0, latencyP99: 0,
   }
   let total = 0
@@ -78,9 +79,9 @@ export function runTraffic(options: TrafficOptions): Promise<TrafficCounts> {
       if (options.in503Window()) counts.status503InWindow++
       else {
         counts.status503OutsideWindow++
-        if (counts.examples503Outside.length < 5) {
-          counts.examples503Outside.push(`${kind} at ${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${/"code":"(\w+)"/.exec(body)?.[1] ?? body.slice(0, 80)}`)
-        }
+        const code = /"code":"(\w+)"/.exec(body)?.[1] ?? 'no code'
+        counts.codes503Outside[code] = (counts.codes503Outside[code] ?? 0) + 1
+        if (counts.examples503Outside.length < 3) counts.examples503Outside.push(`${kind} at ${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${code}`)
       }
       return
     }
