@@ -374,7 +374,10 @@ async function main() {
       `→ about ${bytes ? Math.floor(2 ** 30 / (bytes.entry + bytes.indexes)).toLocaleString('en') : '?'} sessions per GiB before allocator overhead.`,
     ``,
   ].join('\n')
-  const file = triggerSection ? spliceTriggerSection(table, triggerSection) : table
+  // Sections of other generators stay: the trigger costs (replaced when this run measured them) and the soak's.
+  const withTriggers = triggerSection ? spliceTriggerSection(table, triggerSection) : table
+  const soak = previous.search(/^## Soak$/m)
+  const file = soak < 0 ? withTriggers : `${withTriggers.replace(/\n*$/, '\n\n')}${previous.slice(soak)}`
   writeFileSync(benchFile, file)
   say('\n' + file)
 }

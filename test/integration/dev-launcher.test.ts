@@ -20,14 +20,14 @@ afterAll(() => {
 
 
 /** Runs `npm run dev`'s entry point exactly as the script does, without DATABASE_URL, and collects its output. */
-async function runDev(redisUrl: string) {
+async function runDev(redisUrl: string, dataDir = path.join(dataParent, 'pg')) {
   const port = await freePort()
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     PORT: String(port),
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: `ssc-dev-test-${port}:`,
-    EMBEDDED_POSTGRES_DIR: path.join(dataParent, 'pg'),
+    EMBEDDED_POSTGRES_DIR: dataDir,
     LOG_PRETTY: 'false',
   }
   delete env.DATABASE_URL
@@ -68,5 +68,23 @@ describe('npm run dev (the embedded default)', () => {
     expect(await dev.validate(dev.token('Grace, valid'))).toMatchObject({ valid: true, source: 'postgres' })
     dev.child.kill('SIGTERM')
     expect(await dev.exited).toBe(0)
+  }, 120_000)
+
+  // A checkout made with `mktemp -d` (0700) as root: Postgres runs as `postgres`, who cannot enter it.
+  it.runIf(process.getuid?.() === 0)('as root, with a data directory the postgres user cannot enter, says where the data went and works', async () => {
+    const closedParent = mkdtempSync(path.join(os.tmpdir(), 'ssc-dev-closed-'))
+    chmodSync(closedParent, 0o700)
+    let movedTo: string | undefined
+    try {
+      const dev = await runDev(TEST_REDIS_URL, path.join(closedParent, 'pg'))
+      movedTo = /postgres user cannot enter .*ssc-dev-closed-.*: its data is in (\S+) instead/.exec(dev.output())?.[1]
+      expect(movedTo, dev.output()).toBeDefined()
+      expect(await dev.validate(dev.token('Ada, valid'))).toMatchObject({ valid: true })
+      dev.child.kill('SIGTERM')
+      expect(await dev.exited).toBe(0)
+    } finally {
+      rmSync(closedParent, { recursive: true, force: true })
+      if (movedTo) rmSync(movedTo, { recursive: true, force: true })
+    }
   }, 120_000)
 })

