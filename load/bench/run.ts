@@ -290,7 +290,7 @@ async function main() {
       tokens: 'valid',
       warm: true,
       env: { L1_CACHE_TTL_MS: '1000' },
-      about: 'as above with the in-process L1 tier (1 s), pub/sub coherent',
+      about: 'as service: hit, with the in-process L1 tier (1 s), pub/sub coherent',
     },
     { name: 'service: miss', target: 'service', tokens: 'unique', about: 'unknown token every time: GET, Postgres, negative fill' },
     {
