@@ -4,6 +4,9 @@
  * with the test harnesses (test/support) before the rounds and closed after them. The only bench module that imports
  * from test/support.
  *
+ * Failure detection is set slow (5 s) so that a loaded machine does not fail a master over in the middle of a
+ * measurement; should one happen anyway, the run says so (the rows of that topology then include the switch).
+ *
  * They are closed in a finally, and on SIGINT/SIGTERM too: the handler closes what was started and exits (130/143),
  * and the harnesses SIGKILL their processes on exit (and a watchdog of theirs does when this process is killed).
  */
@@ -46,13 +49,14 @@ export async function withTopologies<T>(
   try {
     if (kinds.has('sentinel')) {
       say(`starting Redis ${TOPOLOGY_SHAPES.sentinel}…`)
-      sentinel = await startSentinelTopology({ replicas: 1, sentinels: 3 })
+      sentinel = await startSentinelTopology({ replicas: 1, sentinels: 3, downAfterMs: 5000 })
     }
     if (kinds.has('cluster')) {
       say(`starting Redis ${TOPOLOGY_SHAPES.cluster}…`)
-      cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 1 })
+      cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 1, nodeTimeoutMs: 5000 })
     }
-    return await body({
+    const mastersAtStart = await currentMasters(sentinel, cluster)
+    const result = await body({
       env(kind): Record<string, string> {
         if (kind === 'sentinel' && sentinel) {
           return { REDIS_SENTINELS: sentinel.sentinelsEnv, REDIS_SENTINEL_MASTER_NAME: sentinel.masterName }
@@ -61,9 +65,31 @@ export async function withTopologies<T>(
         throw new Error(`the ${kind} topology was not started`)
       },
     })
+    const mastersAtEnd = await currentMasters(sentinel, cluster)
+    for (const kind of ['sentinel', 'cluster'] as const) {
+      if (mastersAtStart[kind] !== mastersAtEnd[kind]) {
+        say(`warning: the ${kind} masters changed during the run (${mastersAtStart[kind]} → ${mastersAtEnd[kind]}): its rows include a failover`)
+      }
+    }
+    return result
   } finally {
     await closeAll()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+  }
+}
+
+/** The master ports of each started topology, as one string each (to tell whether one failed over). */
+async function currentMasters(sentinel: SentinelTopology | undefined, cluster: RedisCluster | undefined) {
+  const read = async (f: () => Promise<string>) => {
+    try {
+      return await f()
+    } catch (err) {
+      return `unknown (${(err as Error).message})`
+    }
+  }
+  return {
+    sentinel: sentinel ? await read(async () => String((await sentinel.master()).port)) : '',
+    cluster: cluster ? await read(async () => (await cluster.masters()).map((m) => m.port).join(',')) : '',
   }
 }
