@@ -330,6 +330,10 @@ async function main() {
   const results = new Map<string, Result[]>(scenarios.map((s) => [s.name, []]))
   let bytes: Awaited<ReturnType<typeof redisBytesPerSession>> = null
   try {
+    const interrupted = async () => {
+      if (running) await stopTarget(running)
+      await cleanup(schema, prefix)
+    }
     await withTopologies(topologies, say, async (started) => {
       for (let round = 1; round <= ROUNDS; round++) {
         for (const scenario of scenarios) {
@@ -355,7 +359,7 @@ async function main() {
           }
         }
       }
-    })
+    }, interrupted)
     bytes = await redisBytesPerSession(prefix, tokens)
   } finally {
     await cleanup(schema, prefix)

@@ -7,7 +7,8 @@
  * Failure detection is set slow (5 s) so that a loaded machine does not fail a master over in the middle of a
  * measurement; should one happen anyway, the run says so (the rows of that topology then include the switch).
  *
- * They are closed in a finally, and on SIGINT/SIGTERM too: the handler closes what was started and exits (130/143),
+ * They are closed in a finally, and on SIGINT/SIGTERM too: the handler closes what was started, runs the caller's
+ * `onInterrupt` (stop the target, drop the bench's schema and keys), both bounded by 15 s, and exits (130/143),
  * and the harnesses SIGKILL their processes on exit (and a watchdog of theirs does when this process is killed).
  */
 import { startRedisCluster, type RedisCluster } from '../../test/support/redis-cluster.js'
@@ -32,15 +33,19 @@ export async function withTopologies<T>(
   kinds: ReadonlySet<TopologyKind>,
   say: (line: string) => void,
   body: (topologies: BenchTopologies) => Promise<T>,
+  onInterrupt?: () => Promise<void>,
 ): Promise<T> {
   let sentinel: SentinelTopology | undefined
   let cluster: RedisCluster | undefined
   const closeAll = async () => {
     await Promise.allSettled([sentinel?.close(), cluster?.close()])
   }
+  let interrupted = false
   const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = true
     say(`${signal}: closing the Redis topologies…`)
-    void closeAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
+    const bound = new Promise((resolve) => setTimeout(resolve, 15_000).unref())
+    void Promise.race([Promise.allSettled([closeAll(), onInterrupt?.()]), bound]).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
   }
   if (kinds.size > 0) {
     process.once('SIGINT', onSignal)
@@ -67,7 +72,8 @@ export async function withTopologies<T>(
     })
     const mastersAtEnd = await currentMasters(sentinel, cluster)
     for (const kind of ['sentinel', 'cluster'] as const) {
-      if (mastersAtStart[kind] !== mastersAtEnd[kind]) {
+      // Once interrupted, the handler is closing them: nothing to compare.
+      if (!interrupted && mastersAtStart[kind] !== mastersAtEnd[kind]) {
         say(`warning: the ${kind} masters changed during the run (${mastersAtStart[kind]} → ${mastersAtEnd[kind]}): its rows include a failover`)
       }
     }
