@@ -1,6 +1,7 @@
 /**
  * npm run bench: measures, in one run on this machine, the framework's ceiling (a bare Fastify route), the no-cache
- * baseline (Postgres only), a lean Redis path, and the service on its hit path, miss path and with Redis down; then
+ * baseline (Postgres only), a lean Redis path, and the service on its hit path (on one Redis node, and on a Sentinel
+ * deployment and a Redis Cluster that the run starts on loopback: topologies.ts), miss path and with Redis down; then
  * reports requests/s and latency percentiles with ratios against the baselines, plus Redis bytes per cached session,
  * and writes the table to BENCHMARKS.md; then measures what the revocation triggers cost the Studio's own writes
  * (trigger-cost.ts; alone: --only=triggers or npm run bench:triggers) and adds that generated section to the file.
@@ -18,9 +19,11 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import pg from 'pg'
+import { keyScheme } from '../../src/cache/keys.js'
 import { hashToken } from '../../src/domain/token.js'
 import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
+import { TOPOLOGY_SHAPES, withTopologies, type TopologyKind } from './topologies.js'
 import { existingTriggerSection, measureTriggerCost, renderTriggerSection, spliceTriggerSection, type TriggerCostResult } from './trigger-cost.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -34,7 +37,11 @@ const DATABASE_URL = args.get('database-url') ?? 'postgres://postgres@127.0.0.1:
 const REDIS_URL = args.get('redis-url') ?? 'redis://127.0.0.1:6379'
 /** --profile=<scenario name> writes a V8 CPU profile of that target to bench-profiles/. */
 const PROFILE = args.get('profile')
-const ONLY = args.get('only')?.split(',')
+/**
+ * --only=a,b: scenarios by name or target, a topology (sentinel, cluster) or `triggers`. Names hold ", " (e.g.
+ * "service: hit, Cluster"), so only a comma without a space after it separates two.
+ */
+const ONLY = args.get('only')?.split(/,(?! )/).map((o) => o.trim())
 
 const say = (line: string) => process.stdout.write(`${line}\n`)
 
@@ -43,6 +50,8 @@ interface Scenario {
   target: 'bare' | 'lean-redis' | 'pg-only' | 'service'
   tokens: 'valid' | 'unique'
   env?: Record<string, string>
+  /** Redis behind the service: the single node (REDIS_URL) unless this; started once for the run (topologies.ts). */
+  topology?: TopologyKind
   warm?: boolean
   about: string
 }
@@ -102,6 +111,10 @@ async function seed(schema: string): Promise<string[]> {
   }
 }
 
+/** The target running now: killed if this process exits without stopping it (an error, a signal). */
+let running: ChildProcess | undefined
+process.on('exit', () => running?.kill('SIGKILL'))
+
 async function startTarget(scenario: Scenario, port: number, env: Record<string, string>): Promise<ChildProcess> {
   const profiling = PROFILE === scenario.name ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'bench-profiles')}`] : []
   const child = spawn(process.execPath, [...profiling, '--import', 'tsx', path.join(here, 'target.ts'), scenario.target], {
@@ -109,6 +122,7 @@ async function startTarget(scenario: Scenario, port: number, env: Record<string,
     env: { ...process.env, ...env, ...scenario.env, PORT: String(port), NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
+  running = child
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${scenario.name}: target did not start in 30 s`)), 30_000)
     let out = ''
@@ -129,6 +143,7 @@ async function startTarget(scenario: Scenario, port: number, env: Record<string,
 }
 
 async function stopTarget(child: ChildProcess): Promise<void> {
+  if (running === child) running = undefined
   if (child.exitCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
@@ -190,8 +205,10 @@ async function cacheCounters(port: number): Promise<string> {
   return `  (hits ${read('session_cache_hits_total')}, misses ${read('session_cache_misses_total')})`
 }
 
+/** On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts. */
 async function redisBytesPerSession(prefix: string, tokens: string[]) {
   const redis = new Redis(REDIS_URL)
+  const keys = keyScheme(prefix)
   try {
     const sample = tokens.slice(0, 200)
     let entry = 0
@@ -199,13 +216,17 @@ async function redisBytesPerSession(prefix: string, tokens: string[]) {
     let counted = 0
     for (const token of sample) {
       const hash = hashToken(token)
-      const entryBytes = await redis.memory('USAGE', `${prefix}e:${hash}`)
-      const value = await redis.get(`${prefix}e:${hash}`)
+      const entryBytes = await redis.memory('USAGE', keys.entry(hash))
+      const value = await redis.get(keys.entry(hash))
       if (entryBytes === null || value === null) continue
-      const sid = (JSON.parse(value) as { sid: string; uid: string }).sid
-      const uid = (JSON.parse(value) as { sid: string; uid: string }).uid
+      // sid and uid are in clear in a valid entry (codec.ts); the rest is sealed.
+      const { sid, uid } = JSON.parse(value) as { sid?: string; uid?: string }
+      if (!sid || !uid) continue
+      const sidBytes = await redis.memory('USAGE', keys.sessionIndex(sid))
+      const uidBytes = await redis.memory('USAGE', keys.userIndex(uid))
+      if (sidBytes === null || uidBytes === null) continue
       entry += entryBytes
-      index += ((await redis.memory('USAGE', `${prefix}sid:${sid}`)) ?? 0) + ((await redis.memory('USAGE', `${prefix}ui:${uid}`)) ?? 0)
+      index += sidBytes + uidBytes
       counted++
     }
     return counted === 0 ? null : { entry: Math.round(entry / counted), indexes: Math.round(index / counted), sampled: counted }
@@ -248,12 +269,28 @@ async function main() {
     { name: 'lean redis', target: 'lean-redis', tokens: 'valid', warm: true, about: 'SHA-256 + one autopipelined GET, nothing else' },
     { name: 'service: hit', target: 'service', tokens: 'valid', warm: true, about: 'pool + breaker + metrics + logs at info' },
     {
+      name: 'service: hit, Sentinel',
+      target: 'service',
+      tokens: 'valid',
+      warm: true,
+      topology: 'sentinel',
+      about: 'as service: hit, Redis found through 3 sentinels (1 master, 1 replica; reads and writes on the master)',
+    },
+    {
+      name: 'service: hit, Cluster',
+      target: 'service',
+      tokens: 'valid',
+      warm: true,
+      topology: 'cluster',
+      about: 'as service: hit, on a Redis Cluster (3 masters + 3 replicas): each key to its slot\'s master',
+    },
+    {
       name: 'service: hit, L1 on',
       target: 'service',
       tokens: 'valid',
       warm: true,
       env: { L1_CACHE_TTL_MS: '1000' },
-      about: 'as above with the in-process L1 tier (1 s), pub/sub coherent',
+      about: 'as service: hit, with the in-process L1 tier (1 s), pub/sub coherent',
     },
     { name: 'service: miss', target: 'service', tokens: 'unique', about: 'unknown token every time: GET, Postgres, negative fill' },
     {
@@ -265,7 +302,14 @@ async function main() {
     },
   ]
 
-  if (ONLY) scenarios.splice(0, scenarios.length, ...scenarios.filter((s) => ONLY.includes(s.target) || ONLY.includes(s.name)))
+  if (ONLY) {
+    scenarios.splice(
+      0,
+      scenarios.length,
+      ...scenarios.filter((s) => ONLY.includes(s.target) || ONLY.includes(s.name) || (s.topology !== undefined && ONLY.includes(s.topology))),
+    )
+  }
+  const topologies = new Set(scenarios.flatMap((s) => (s.topology ? [s.topology] : [])))
   say(`bench: ${SESSIONS} sessions, ${CONNECTIONS} connections, ${DURATION_S}s per scenario, ${ROUNDS} rounds`)
   say('seeding Postgres…')
   const tokens = await seed(schema)
@@ -286,30 +330,36 @@ async function main() {
   const results = new Map<string, Result[]>(scenarios.map((s) => [s.name, []]))
   let bytes: Awaited<ReturnType<typeof redisBytesPerSession>> = null
   try {
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const scenario of scenarios) {
-        const port = await freePort()
-        const child = await startTarget(scenario, port, env)
-        try {
-          if (scenario.warm) await warm(port, tokens)
-          runWrk(port, scenario.tokens === 'valid' ? 'tokens' : 'unique', tokensFile, 1) // JIT and pools warm-up
-          const cpuBefore = cpuSeconds(child.pid)
-          const result = runWrk(port, scenario.tokens === 'valid' ? 'tokens' : 'unique', tokensFile, DURATION_S)
-          const cpuAfter = cpuSeconds(child.pid)
-          if (cpuBefore !== null && cpuAfter !== null) result.cpuUsPerRequest = ((cpuAfter - cpuBefore) * 1e6) / result.requests
-          results.get(scenario.name)!.push(result)
-          const counters = scenario.target === 'service' ? await cacheCounters(port) : ''
-          const errors = result.connectErrors + result.readErrors + result.writeErrors + result.statusErrors + result.timeouts
-          say(
-            `round ${round}/${ROUNDS}  ${scenario.name.padEnd(20)} ${rps(result).toFixed(0).padStart(7)} req/s  ` +
-              `p50 ${(result.p50 / 1000).toFixed(2)} ms  p99 ${(result.p99 / 1000).toFixed(2)} ms  ` +
-              `cpu ${result.cpuUsPerRequest?.toFixed(1) ?? '?'} µs/req  errors ${errors}${counters}`,
-          )
-        } finally {
-          await stopTarget(child)
+    const interrupted = async () => {
+      if (running) await stopTarget(running)
+      await cleanup(schema, prefix)
+    }
+    await withTopologies(topologies, say, async (started) => {
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const scenario of scenarios) {
+          const port = await freePort()
+          const child = await startTarget(scenario, port, scenario.topology ? { ...env, ...started.env(scenario.topology) } : env)
+          try {
+            if (scenario.warm) await warm(port, tokens)
+            runWrk(port, scenario.tokens === 'valid' ? 'tokens' : 'unique', tokensFile, 1) // JIT and pools warm-up
+            const cpuBefore = cpuSeconds(child.pid)
+            const result = runWrk(port, scenario.tokens === 'valid' ? 'tokens' : 'unique', tokensFile, DURATION_S)
+            const cpuAfter = cpuSeconds(child.pid)
+            if (cpuBefore !== null && cpuAfter !== null) result.cpuUsPerRequest = ((cpuAfter - cpuBefore) * 1e6) / result.requests
+            results.get(scenario.name)!.push(result)
+            const counters = scenario.target === 'service' ? await cacheCounters(port) : ''
+            const errors = result.connectErrors + result.readErrors + result.writeErrors + result.statusErrors + result.timeouts
+            say(
+              `round ${round}/${ROUNDS}  ${scenario.name.padEnd(24)} ${rps(result).toFixed(0).padStart(7)} req/s  ` +
+                `p50 ${(result.p50 / 1000).toFixed(2)} ms  p99 ${(result.p99 / 1000).toFixed(2)} ms  ` +
+                `cpu ${result.cpuUsPerRequest?.toFixed(1) ?? '?'} µs/req  errors ${errors}${counters}`,
+            )
+          } finally {
+            await stopTarget(child)
+          }
         }
       }
-    }
+    }, interrupted)
     bytes = await redisBytesPerSession(prefix, tokens)
   } finally {
     await cleanup(schema, prefix)
@@ -360,6 +410,12 @@ async function main() {
     `Machine: ${os.cpus().length} × ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}, Node ${process.version}, Redis ${redisVersion}.`,
     `Load: wrk, 1 thread, ${CONNECTIONS} connections, ${DURATION_S} s per scenario after a 1 s warm-up, ${ROUNDS} interleaved rounds, median round shown;`,
     `${SESSIONS} seeded sessions, requests cycle through them. Load generator, service, Redis and Postgres share the same cores.`,
+    ...(topologies.size > 0
+      ? [
+          `Redis topologies, started once for the run on loopback (every node a redis-server ${redisVersion} on the same cores): ` +
+            `${[...topologies].map((t) => TOPOLOGY_SHAPES[t]).join('; ')}. The other service rows use the single node.`,
+        ]
+      : []),
     ``,
     `| scenario | req/s | p50 ms | p95 ms | p99 ms | p99.9 ms | × bare req/s | × bare p99 | × postgres-only req/s | service CPU µs/req | errors | what runs |`,
     `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|`,
@@ -368,6 +424,14 @@ async function main() {
     `DESIGN.md target for the hit path: ≥ 0.85× the bare route's req/s and p99 ≤ 1.5× the bare route's. This run: ` +
       `${(hit.rps / bare.rps).toFixed(2)}× req/s, ${(hit.result.p99 / bare.result.p99).toFixed(2)}× p99 — ` +
       `${hit.rps / bare.rps >= 0.85 && hit.result.p99 / bare.result.p99 <= 1.5 ? 'met' : 'not met'}.`,
+    ...summary
+      .filter((s) => s.scenario.topology)
+      .map(
+        (s) =>
+          `${s.scenario.name}: ${(s.rps / hit.rps).toFixed(2)}× the single node's hit req/s, ${(s.result.p99 / hit.result.p99).toFixed(2)}× its p99 ` +
+          `(${(s.rps / bare.rps).toFixed(2)}× / ${(s.result.p99 / bare.result.p99).toFixed(2)}× the bare route's).`,
+      )
+      .flatMap((line) => ['', line]),
     ``,
     `Redis memory per cached session (MEMORY USAGE, mean of ${bytes?.sampled ?? 0} sessions): entry ${bytes?.entry ?? '?'} B, ` +
       `indexes (session id key + user sorted set) ${bytes?.indexes ?? '?'} B, total ${bytes ? bytes.entry + bytes.indexes : '?'} B ` +
