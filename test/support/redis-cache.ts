@@ -17,8 +17,10 @@ const silent = pino({ level: 'silent' })
  */
 export async function redisCacheUnderTest(url: string, tombstoneTtlMs: number, topology: RedisTopology = { kind: 'single' }) {
   const prefix = `ssc-contract-${randomBytes(4).toString('hex')}:`
-  const options = { url, topology, commandTimeoutMs: 1000, connectTimeoutMs: 1000 }
-  const pool = createRedisPool({ ...options, min: 1, max: 4, acquireTimeoutMs: 2000 }, silent, defineCacheScripts)
+  const options = { url, topology, commandTimeoutMs: 1000, connectTimeoutMs: 5000 }
+  const pool = createRedisPool({ ...options, min: 1, max: 4, acquireTimeoutMs: 5000 }, silent, defineCacheScripts)
+  // As the app does on ready: the first connection is up (a Cluster client has read the slot map) before any command.
+  await pool.ready()
   const breaker = createGuardedRunner(
     pool,
     { timeoutMs: 2000, errorThresholdPercentage: 70, resetTimeoutMs: 1000, rollingCountTimeoutMs: 10_000, volumeThreshold: 10 },
