@@ -113,6 +113,9 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
   async function pump(): Promise<void> {
     if (pumping || stopped) return
     if (queued.size > 0 && !deps.cacheAvailable()) {
+      // Deferred is as good as refused: Redis stays untrusted, or the breaker's half-open trial (a validation) could
+      // read an entry this event is waiting to remove.
+      stuck = true
       scheduleRetry()
       return
     }
