@@ -68,6 +68,11 @@ async function workload(valid = 20, revoked = 10): Promise<TrafficSession[]> {
   return sessions
 }
 
+async function caughtUp(app: TestApp): Promise<number> {
+  const body = (await app.app.inject({ method: 'GET', url: '/metrics' })).body
+  return Number(/^session_revocation_events_applied_total\{path="catchup"\} (\d+)/m.exec(body)?.[1] ?? 0)
+}
+
 async function failovers(app: TestApp): Promise<number> {
   const body = (await app.app.inject({ method: 'GET', url: '/metrics' })).body
   return Number(/^redis_failovers_total (\d+)/m.exec(body)?.[1] ?? 0)
@@ -107,6 +112,7 @@ describe('Redis Sentinel: failover under traffic', () => {
     const victims: TrafficSession[] = [{ token: viaSql.token }, { token: viaApi.token }]
     sessions.push(...victims)
     const failoversBefore = await Promise.all([a, b].map(failovers))
+    const caughtUpBefore = await Promise.all([a, b].map(caughtUp))
     const traffic = startTraffic({ urls, sessions, clients: 16, maxMs: 60_000, boundMs: 5000 })
     await new Promise((r) => setTimeout(r, 500))
     const disturbing = disturb()
@@ -128,6 +134,8 @@ describe('Redis Sentinel: failover under traffic', () => {
     for (const [i, app] of [a, b].entries()) {
       await eventually(async () => (await failovers(app)) > failoversBefore[i]!, 10_000, 'switch noticed')
       await eventually(() => app.app.internals.revocation.feed.trusted(), 10_000, 'replay done')
+      // The replay re-applied the recent outbox rows (the two revoked above at least), counted as a catch-up.
+      expect(await caughtUp(app)).toBeGreaterThan(caughtUpBefore[i]!)
     }
     // Hits from Redis again within seconds, on both instances (the replay lands, the breaker closes).
     await eventually(async () => {
