@@ -13,7 +13,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -28,19 +28,31 @@ import { existingTriggerSection, measureTriggerCost, renderTriggerSection, splic
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
-const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]))
+const args = new Map(
+  process.argv.slice(2).map((a) => {
+    const arg = a.replace(/^--/, '')
+    const at = arg.indexOf('=')
+    return (at < 0 ? [arg, ''] : [arg.slice(0, at), arg.slice(at + 1)]) as [string, string]
+  }),
+)
 const DURATION_S = Number(args.get('duration') ?? 8)
 const ROUNDS = Number(args.get('rounds') ?? 3)
 const CONNECTIONS = Number(args.get('connections') ?? 50)
 const SESSIONS = Number(args.get('sessions') ?? 2000)
 const DATABASE_URL = args.get('database-url') ?? 'postgres://postgres@127.0.0.1:5432/test'
 const REDIS_URL = args.get('redis-url') ?? 'redis://127.0.0.1:6379'
-/** --profile=<scenario name> writes a V8 CPU profile of that target to bench-profiles/. */
-const PROFILE = args.get('profile')
+/** --profile=<scenario name>[|<another>] writes a V8 CPU profile of each such target to bench-profiles/<name>/. */
+const PROFILE = args.get('profile')?.split('|')
+/** --allocations=<scenario name>[|…]: a sampling allocation profile of each such target (bench-profiles/<name>/). */
+const ALLOCATIONS = args.get('allocations')?.split('|')
 /**
  * --only=a,b: scenarios by name or target, a topology (sentinel, cluster) or `triggers`. Names hold ", " (e.g.
  * "service: hit, Cluster"), so only a comma without a space after it separates two.
  */
+/** --service-env="K=V;K2=V2": extra environment for every service target (to see what one setting costs). */
+const SERVICE_ENV = Object.fromEntries(
+  (args.get('service-env') ?? '').split(';').filter(Boolean).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+) as Record<string, string>
 const ONLY = args.get('only')?.split(/,(?! )/).map((o) => o.trim())
 
 const say = (line: string) => process.stdout.write(`${line}\n`)
@@ -116,10 +128,13 @@ let running: ChildProcess | undefined
 process.on('exit', () => running?.kill('SIGKILL'))
 
 async function startTarget(scenario: Scenario, port: number, env: Record<string, string>): Promise<ChildProcess> {
-  const profiling = PROFILE === scenario.name ? ['--cpu-prof', `--cpu-prof-dir=${path.join(root, 'bench-profiles')}`] : []
+  const profileDir = path.join(root, 'bench-profiles', scenario.name.replace(/[^\w-]+/g, '-'))
+  const profiling = PROFILE?.includes(scenario.name) ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
+  const allocations = ALLOCATIONS?.includes(scenario.name) ? { BENCH_ALLOCATION_PROFILE: path.join(profileDir, `${Date.now()}.heapprofile`) } : {}
+  if (ALLOCATIONS?.includes(scenario.name)) mkdirSync(profileDir, { recursive: true })
   const child = spawn(process.execPath, [...profiling, '--import', 'tsx', path.join(here, 'target.ts'), scenario.target], {
     cwd: root,
-    env: { ...process.env, ...env, ...scenario.env, PORT: String(port), NODE_ENV: 'production' },
+    env: { ...process.env, ...env, ...allocations, ...(scenario.target === 'service' ? SERVICE_ENV : {}), ...scenario.env, PORT: String(port), NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   running = child

@@ -16,27 +16,13 @@ import { loadConfig } from '../../src/config.js'
 import type { SessionCache } from '../../src/domain/ports.js'
 import { hashToken } from '../../src/domain/token.js'
 import { ValidateBody, ValidateResponse } from '../../src/http/schemas.js'
+import { bareApp } from './bare-route.js'
 
 const mode = process.argv[2] ?? 'service'
 const config = loadConfig()
 
-const constantAnswer = {
-  valid: true,
-  session: {
-    id: '6f1c7a52-64d7-4c1e-9d8e-0a4f2b1c9e77',
-    userId: '0c3b9f4e-2a71-4d36-8f0e-5b6a7c8d9e10',
-    createdAt: '2026-11-25T10:00:00.000Z',
-    expiresAt: '2026-11-26T10:00:00.000Z',
-    lastActivityAt: '2026-11-25T10:00:00.000Z',
-  },
-  user: { id: '0c3b9f4e-2a71-4d36-8f0e-5b6a7c8d9e10', email: 'ada@example.test', firstName: 'Ada', lastName: 'Lovelace', username: 'ada' },
-  source: 'redis',
-} as const
-
 async function bare() {
-  const app = Fastify({ logger: false })
-  app.post('/validate', { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse } } }, async () => constantAnswer)
-  return app
+  return bareApp(config.http.tokenMaxLength)
 }
 
 async function leanRedis() {
@@ -69,9 +55,34 @@ const app =
   : await buildApp(config, mode === 'pg-only' ? { wrapCache: neverHits } : {})
 
 await app.listen({ host: '127.0.0.1', port: config.port })
+const allocations = process.env.BENCH_ALLOCATION_PROFILE ? await sampleAllocations(process.env.BENCH_ALLOCATION_PROFILE) : undefined
 process.stdout.write(`READY ${mode}\n`)
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
-    void app.close().then(() => process.exit(0))
+    void (allocations?.() ?? Promise.resolve())
+      .then(() => app.close())
+      .then(() => process.exit(0))
   })
+}
+
+/**
+ * --allocations in run.ts: V8's sampling heap profiler, keeping samples of objects that young- and old-generation
+ * collections have already freed, so the profile shows where the hot path allocates (what the GC then has to clean),
+ * not only what is alive at the end. Open the .heapprofile in Chrome DevTools or read it with any script.
+ */
+async function sampleAllocations(file: string): Promise<() => Promise<void>> {
+  const { Session } = await import('node:inspector/promises')
+  const { writeFileSync } = await import('node:fs')
+  const session = new Session()
+  session.connect()
+  await session.post('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  })
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling')
+    writeFileSync(file, JSON.stringify(profile))
+    session.disconnect()
+  }
 }
