@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { Errors } from '../errors.js'
 
@@ -12,7 +12,7 @@ declare module 'fastify' {
 // The auth scheme name is case-insensitive (RFC 7235 §2.1): "bearer k" is as good as "Bearer k".
 const BEARER = /^bearer[ \t]+(.*)$/is
 
-const digest = (value: string) => createHash('sha256').update(value).digest()
+const digest = (value: string) => hash('sha256', value, 'buffer')
 
 export interface NamedKey {
   id: string
