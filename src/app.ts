@@ -98,6 +98,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       keyWatch: {
         topK: config.telemetry.hotKeysTopK,
         capacity: config.telemetry.hotKeysCapacity,
+        sampleEvery: config.telemetry.hotKeysSampleEvery,
         missSpikeThreshold: config.telemetry.missSpikeThreshold,
       },
       redisInfo: config.telemetry.redisInfoIntervalMs > 0,

@@ -320,6 +320,13 @@ export const EnvSchema = Type.Object({
     'Counters kept per window (Misra-Gries summary): bounds memory; any key with more than 1/capacity of the ' +
       "window's lookups is always among them.",
   ),
+  TELEMETRY_HOT_KEYS_SAMPLE_EVERY: Int(
+    16,
+    1,
+    1024,
+    'Hot-key request counts take one lookup in this many (1: every lookup) and are reported scaled back up; misses ' +
+      'are always counted. Keeps the per-request cost flat when traffic spreads over more sessions than the capacity.',
+  ),
   TELEMETRY_MISS_SPIKE_THRESHOLD: Int(
     50,
     2,
@@ -471,6 +478,7 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
       windowSeconds: env.TELEMETRY_WINDOW_SECONDS,
       hotKeysTopK: env.TELEMETRY_HOT_KEYS_TOP_K,
       hotKeysCapacity: env.TELEMETRY_HOT_KEYS_CAPACITY,
+      hotKeysSampleEvery: env.TELEMETRY_HOT_KEYS_SAMPLE_EVERY,
       missSpikeThreshold: env.TELEMETRY_MISS_SPIKE_THRESHOLD,
     },
     loadShedding: {

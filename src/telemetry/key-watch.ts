@@ -57,6 +57,13 @@ export interface KeyWatchOptions {
   capacity: number
   /** Misses of one key within one window that make a miss spike. */
   missSpikeThreshold: number
+  /**
+   * Requests are counted for one lookup in this many (1: all), and reported scaled back up. A hot key stays hot in
+   * a sample; what sampling saves is the churn of a summary that many distinct keys keep refilling (each new key is a
+   * Map insert of its hash and, with the summary full, a pass over it): with traffic spread over more sessions than
+   * `capacity`, that is most lookups. Misses are always counted (each one costs a Postgres read anyway).
+   */
+  sampleEvery?: number
 }
 
 export interface KeyWatchWindow {
@@ -75,10 +82,15 @@ export function createKeyWatch(options: KeyWatchOptions, onMissSpike: (key: stri
   const misses = new FrequentItems(options.capacity)
   // Keys already reported this window; at most `capacity` of them are remembered.
   const spiked = new Set<string>()
+  const sampleEvery = Math.max(1, Math.floor(options.sampleEvery ?? 1))
+  let tick = 0
 
   return {
     lookup(tokenHash: string, hit: boolean): void {
-      requests.add(tokenHash)
+      if (++tick >= sampleEvery) {
+        tick = 0
+        requests.add(tokenHash)
+      }
       if (hit) return
       const count = misses.add(tokenHash)
       if (count >= options.missSpikeThreshold && !spiked.has(tokenHash) && spiked.size < options.capacity) {
@@ -88,7 +100,7 @@ export function createKeyWatch(options: KeyWatchOptions, onMissSpike: (key: stri
     },
 
     rotate(): KeyWatchWindow {
-      const hot = requests.top(options.topK).map(({ key, count }) => ({ key: keyId(key), requests: count }))
+      const hot = requests.top(options.topK).map(({ key, count }) => ({ key: keyId(key), requests: count * sampleEvery }))
       const [missed] = misses.top(1)
       requests.clear()
       misses.clear()

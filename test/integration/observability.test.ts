@@ -156,6 +156,8 @@ describe('hot keys and miss spikes', () => {
       env: {
         TELEMETRY_HOT_KEYS_TOP_K: '2',
         TELEMETRY_MISS_SPIKE_THRESHOLD: '5',
+        // Exact counts: every lookup counted.
+        TELEMETRY_HOT_KEYS_SAMPLE_EVERY: '1',
         // Unknown tokens are not cached, so each repeat misses.
         NEGATIVE_CACHE_TTL_SECONDS: '0',
       },

@@ -89,4 +89,19 @@ describe('key watch', () => {
     expect(watch.rotate()).toEqual({ hot: [], mostMissed: undefined })
     expect(keyId(a)).toMatch(/^[0-9a-f]{8}$/)
   })
+
+  it('with sampling, counts one lookup in N and reports it scaled back up; misses are still counted one by one', () => {
+    const spikes: Array<[string, number]> = []
+    const watch = createKeyWatch({ topK: 2, capacity: 100, missSpikeThreshold: 3, sampleEvery: 4 }, (key, misses) => spikes.push([key, misses]))
+    const [hot, cold] = [hash('hot'), hash('cold')]
+    for (let i = 0; i < 40; i++) watch.lookup(hot, true)
+    watch.lookup(cold, false)
+    watch.lookup(cold, false)
+    expect(spikes).toEqual([])
+    watch.lookup(cold, false)
+    expect(spikes).toEqual([[keyId(cold), 3]])
+    const window = watch.rotate()
+    expect(window.hot[0]).toEqual({ key: keyId(hot), requests: 40 })
+    expect(window.mostMissed).toEqual({ key: keyId(cold), misses: 3 })
+  })
 })
