@@ -15,6 +15,8 @@ export interface RedisTlsOptions {
 export interface RedisClientOptions {
   url: string
   commandTimeoutMs: number
+  /** False: no ioredis timer per command (pooled connections: their deadline is per operation, pool.ts). */
+  perCommandTimeout?: boolean
   connectTimeoutMs: number
   /** ACL user and password; they win over credentials in the URL. */
   username?: string
@@ -73,7 +75,7 @@ function dataNodeOptions(options: RedisClientOptions, extra: RedisOptions): Redi
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs,
+    commandTimeout: options.perCommandTimeout === false ? undefined : options.commandTimeoutMs,
     connectTimeout: options.connectTimeoutMs,
     enableAutoPipelining: true,
     connectionName: 'studio-session-cache',
