@@ -45,6 +45,8 @@ export function createBreaker<A extends unknown[], T>(
     rollingCountTimeout: options.rollingCountTimeoutMs,
     volumeThreshold: options.volumeThreshold,
     rollingPercentilesEnabled: false,
+    // Nobody listens to opossum's rolling snapshots (the metrics count events): no timer computing them.
+    enableSnapshots: false,
     errorFilter: isNotAnOutage,
   })
   breaker.on('open', () => {
