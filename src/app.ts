@@ -164,6 +164,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     options: {
       ttlMs: config.cache.ttlSeconds * 1000,
       negativeTtlMs: config.cache.negativeTtlSeconds * 1000,
+      negativeMinMisses: config.cache.negativeMinMisses,
       // Half the tombstone's life: a fill older than that could outlive a tombstone written after its read.
       fillDeadlineMs: tombstoneTtlMs / 2,
       slidingTtl: config.cache.slidingTtl,

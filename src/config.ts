@@ -178,6 +178,14 @@ export const EnvSchema = Type.Object({
 
   CACHE_TTL_SECONDS: Int(300, 1, 86_400, 'Longest life of a cached session (also capped by its expires_at).'),
   NEGATIVE_CACHE_TTL_SECONDS: Int(10, 0, 3600, 'Life of a cached "not valid" answer; 0 disables.'),
+  NEGATIVE_CACHE_MIN_MISSES: Int(
+    2,
+    1,
+    100,
+    'A "not valid" answer is cached once its token has missed this many times within NEGATIVE_CACHE_TTL_SECONDS on ' +
+      'this instance (1: at the first miss). A token asked once (a typo, a flood of random tokens) then costs no ' +
+      'Redis write; one asked again and again is cached at its second miss.',
+  ),
   CACHE_TOMBSTONE_TTL_SECONDS: Int(30, 5, 3600, 'Life of an invalidation tombstone that blocks racing cache fills.'),
   CACHE_WRITE_RETRIES: Int(3, 0, 10, 'Attempts after the first for a background cache write.'),
   CACHE_WRITE_RETRY_BASE_MS: Int(20, 1, 10_000, 'Base of the exponential backoff (full jitter) between write attempts.'),
@@ -447,6 +455,7 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
     cache: {
       ttlSeconds: env.CACHE_TTL_SECONDS,
       negativeTtlSeconds: env.NEGATIVE_CACHE_TTL_SECONDS,
+      negativeMinMisses: env.NEGATIVE_CACHE_MIN_MISSES,
       tombstoneTtlSeconds: env.CACHE_TOMBSTONE_TTL_SECONDS,
       writeRetries: env.CACHE_WRITE_RETRIES,
       writeRetryBaseMs: env.CACHE_WRITE_RETRY_BASE_MS,

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache'
 import type { LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
 import type { AnswerSource, SessionAnswer } from '../domain/session.js'
 import { judge, stillValid } from '../domain/verdict.js'
@@ -7,6 +8,8 @@ import type { Log, ServiceObserver } from './observer.js'
 export interface ValidatorOptions {
   ttlMs: number
   negativeTtlMs: number
+  /** Misses of a not-valid token (within negativeTtlMs) before its answer is cached; 1: at once. */
+  negativeMinMisses?: number
   /** A fill must land within this long of its Postgres read, or a tombstone that has since expired could be missed. */
   fillDeadlineMs: number
   slidingTtl: boolean
@@ -40,6 +43,8 @@ export type Validation = SessionAnswer & { source: AnswerSource }
 
 /** Hard cap on the sliding-TTL throttle map, so a flood of distinct tokens cannot grow it without bound. */
 const SLIDE_MEMORY_LIMIT = 50_000
+/** Not-valid tokens remembered for the negative-fill threshold; a flood of distinct ones evicts the oldest. */
+const NOT_VALID_MEMORY = 10_000
 
 /**
  * Cache-aside: [L1 →] Redis → Postgres → fill Redis in the background. A cache failure is a miss, never an answer; a
@@ -53,6 +58,26 @@ export function createValidator(deps: ValidatorDeps) {
   // request that began after it (that request could be answered from before the revocation it follows).
   let epoch = 0
   const lastSlide = new Map<string, number>()
+  const negativeMinMisses = options.negativeMinMisses ?? 1
+  // Not-valid tokens that missed here recently, with how often: a negative fill costs a Redis write that only pays
+  // off if the token is asked again, so the first miss(es) of a token only count.
+  const notValidMisses =
+    negativeMinMisses > 1 && options.negativeTtlMs > 0
+      ? new LRUCache<string, number>({ max: NOT_VALID_MEMORY, ttl: options.negativeTtlMs, ttlAutopurge: false })
+      : undefined
+
+  /** Whether a not-valid answer read from Postgres is worth a negative fill now. */
+  function negativeFillDue(tokenHash: string): boolean {
+    if (!notValidMisses) return true
+    const misses = (notValidMisses.get(tokenHash) ?? 0) + 1
+    if (misses >= negativeMinMisses) {
+      notValidMisses.delete(tokenHash)
+      return true
+    }
+    // The count's life starts at its first miss, as a negative entry's would.
+    notValidMisses.set(tokenHash, misses, { noUpdateTTL: misses > 1 })
+    return false
+  }
 
   /**
    * What is left of an answer's life at `at`: at most `lifeMs`, never past its session's expiry, and never past the
@@ -120,7 +145,7 @@ export function createValidator(deps: ValidatorDeps) {
       const generation = local?.generation() ?? 0
       const record = await store.findByTokenHash(tokenHash)
       const answer = judge(record, now(), startedAt)
-      filled = scheduleFill(tokenHash, answer, startedAt)
+      if (answer.valid || negativeFillDue(tokenHash)) filled = scheduleFill(tokenHash, answer, startedAt)
       keepLocally(tokenHash, answer, generation)
       return answer
     })()

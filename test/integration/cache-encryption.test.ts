@@ -33,7 +33,8 @@ afterEach(async () => {
 async function instance(keys: string, env: Record<string, string> = {}) {
   const app = await startTestApp({
     db,
-    env: { CACHE_ENCRYPTION_KEYS: keys, ...(apps.length > 0 ? { REDIS_KEY_PREFIX: prefix } : {}), ...env },
+    // Not-valid answers are cached at their first miss, so a test can read one back from Redis.
+    env: { CACHE_ENCRYPTION_KEYS: keys, NEGATIVE_CACHE_MIN_MISSES: '1', ...(apps.length > 0 ? { REDIS_KEY_PREFIX: prefix } : {}), ...env },
   })
   if (apps.length === 0) prefix = app.prefix
   apps.push(app)

@@ -34,6 +34,8 @@ function requestBudgetMs(config: TestApp['config']): number {
 
 /** Small breaker settings so it opens after a handful of failures and probes again after half a second. */
 const CHAOS_ENV = {
+  // The revoked token's answer is cached at its first miss, so warm() can put both kinds of entry in Redis.
+  NEGATIVE_CACHE_MIN_MISSES: '1',
   REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
   REDIS_CONNECT_TIMEOUT_MS: '200',
   REDIS_POOL_ACQUIRE_TIMEOUT_MS: '200',

@@ -93,7 +93,10 @@ describe('POST /validate', () => {
   })
 
   it('caps an entry’s TTL at the session’s expiry, and gives every key it writes a TTL: entries, indexes, negative entries, tombstones', async () => {
-    t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '300', NEGATIVE_CACHE_TTL_SECONDS: '10', CACHE_TOMBSTONE_TTL_SECONDS: '30' } })
+    t = await startTestApp({
+      db,
+      env: { CACHE_TTL_SECONDS: '300', NEGATIVE_CACHE_TTL_SECONDS: '10', NEGATIVE_CACHE_MIN_MISSES: '1', CACHE_TOMBSTONE_TTL_SECONDS: '30' },
+    })
     const soon = await db.insertSession({ expiresInMs: 5000 })
     const later = await db.insertSession()
     const revoked = await db.insertSession({ revoked: true })
@@ -186,20 +189,36 @@ describe('POST /validate', () => {
     expect((await t.validate(token)).json()).toMatchObject({ source: 'redis' })
   })
 
-  it('caches an unknown token negatively: repeats make one Postgres query per negative TTL', async () => {
+  it('caches an unknown token negatively at its second miss: repeats then make two Postgres queries per negative TTL', async () => {
     const store = countingStore()
     t = await startTestApp({ db, env: { NEGATIVE_CACHE_TTL_SECONDS: '1' }, overrides: { wrapStore: store.wrap } })
+    const key = `${t.prefix}e:{${hashToken('unknown-token-1')}}`
+    expect((await t.validate('unknown-token-1')).json()).toEqual({ valid: false, reason: 'not_found' })
+    await t.settle()
+    // A token asked once costs no Redis write: nothing was cached for it.
+    expect(await t.redis.exists(key)).toBe(0)
     for (let i = 0; i < 5; i++) {
       expect((await t.validate('unknown-token-1')).json()).toEqual({ valid: false, reason: 'not_found' })
       await t.settle()
     }
-    expect(store.counter.lookups).toBe(1)
-    const ttl = await t.redis.pttl(`${t.prefix}e:{${hashToken('unknown-token-1')}}`)
+    expect(store.counter.lookups).toBe(2)
+    const ttl = await t.redis.pttl(key)
     expect(ttl).toBeGreaterThan(0)
     expect(ttl).toBeLessThanOrEqual(1000)
-    await eventually(async () => (await t.redis.exists(`${t.prefix}e:{${hashToken('unknown-token-1')}}`)) === 0, 3000, 'negative entry expiry')
+    await eventually(async () => (await t.redis.exists(key)) === 0, 3000, 'negative entry expiry')
     await t.validate('unknown-token-1')
-    expect(store.counter.lookups).toBe(2)
+    expect(store.counter.lookups).toBe(3)
+  })
+
+  it('with NEGATIVE_CACHE_MIN_MISSES=1, caches an unknown token at its first miss', async () => {
+    const store = countingStore()
+    t = await startTestApp({ db, env: { NEGATIVE_CACHE_MIN_MISSES: '1' }, overrides: { wrapStore: store.wrap } })
+    for (let i = 0; i < 3; i++) {
+      expect((await t.validate('unknown-token-2')).json()).toEqual({ valid: false, reason: 'not_found' })
+      await t.settle()
+    }
+    expect(store.counter.lookups).toBe(1)
+    expect(await t.redis.exists(`${t.prefix}e:{${hashToken('unknown-token-2')}}`)).toBe(1)
   })
 
   it('with sliding TTL on, an entry lives SLIDING_TTL_IDLE_SECONDS, a hit extends it (throttled), never past the session’s expiry', async () => {
