@@ -173,6 +173,12 @@ async function main() {
     // The same connection options as the pool's, but with ioredis's own timer per command (what the pool had before).
     const timedClient = new Redis(REDIS_URL, { enableAutoPipelining: true, maxRetriesPerRequest: 0, commandTimeout: internals.config.redis.commandTimeoutMs })
     const untimedBreaker = new CircuitBreaker(async (x: unknown) => x, { timeout: false, rollingPercentilesEnabled: false })
+    // Redis down: a bare opossum breaker held open, and the service's own runner (a third app) held open.
+    const openBreaker = new CircuitBreaker(async (x: unknown) => x, { timeout: 100, rollingPercentilesEnabled: false })
+    openBreaker.open()
+    const down = await build({})
+    const downBreaker = down.internals.breaker as unknown as GuardedRunner
+    down.internals.breaker.open()
     const getOp = ((c: RedisClient, k: string) => c.get(k)) as unknown as CacheOp
     const bareBreaker = new CircuitBreaker(async (x: unknown) => x, {
       timeout: internals.config.breaker.timeoutMs,
@@ -249,6 +255,8 @@ async function main() {
     concurrent('stage', 'opossum: fire, no-op action', () => bareBreaker.fire(null), 'a bare breaker, same timeout')
     concurrent('stage', 'breaker + lease + timer: no-op command', () => breaker.fire(noop), 'the guarded runner around nothing')
     concurrent('stage', 'opossum: fire, no-op action, no timeout', () => untimedBreaker.fire(null), 'a bare breaker without its per-call timer')
+    concurrent('stage', 'breaker open: opossum refuses', () => openBreaker.fire(null).catch(doNothing), 'a new Error per call')
+    concurrent('stage', 'breaker open: the runner refuses', () => downBreaker.fire(noop).catch(doNothing), 'refused before opossum, one Error for all')
     concurrent('I/O', 'command: GET, pooled connection', () => client.get(entryKey), 'includes the Redis round trip; no per-command timer')
     concurrent('I/O', 'command: GET, ioredis commandTimeout', () => timedClient.get(entryKey), 'ioredis arms and deletes a timer per command')
     concurrent('I/O', 'guarded GET (breaker, lease, timer)', () => breaker.fire(getOp, entryKey))

@@ -176,9 +176,17 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     gauge('postgres_pool_pending', 'Queries waiting for a Postgres connection.', () => pg().waiting)
     gauge('postgres_pool_max', 'Most Postgres connections the pool opens (DATABASE_POOL_MAX).', () => pg().max)
   }
-  breakerState.labels('redis').set(0)
-  for (const event of BREAKER_EVENTS) breakerEvents.labels('redis', event).inc(0)
-  const breakerFallback = breakerEvents.labels('redis', 'fallback')
+  const breakerStateChild = breakerState.labels('redis')
+  breakerStateChild.set(0)
+  // Bound once: while the breaker is open every request counts a 'reject', and a label lookup costs more than the rest.
+  const breakerEventChild = new Map<string, ReturnType<typeof breakerEvents.labels>>()
+  const breakerEventCounter = (event: string) => {
+    let child = breakerEventChild.get(event)
+    if (!child) breakerEventChild.set(event, (child = breakerEvents.labels('redis', event)))
+    return child
+  }
+  for (const event of BREAKER_EVENTS) breakerEventCounter(event).inc(0)
+  const breakerFallback = breakerEventCounter('fallback')
 
   // Redis INFO, refreshed by a poller (never by a request). The *_total series count what this process has seen
   // since it started (Redis's own counters restart with it); redis_up is 0 after a failed poll.
@@ -256,6 +264,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     redis: validationDuration.labels('redis'),
     postgres: validationDuration.labels('postgres'),
   }
+  const pgQueryChild = new Map<string, ReturnType<typeof pgQueryDuration.labels>>()
   const commandOk = redisCommandDuration.labels('ok')
   const commandError = redisCommandDuration.labels('error')
   const counts = { hits: 0, misses: 0 }
@@ -313,11 +322,14 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       ;(ok ? commandOk : commandError).observe(seconds)
     },
     breakerEvent(event: BreakerEvent, state: BreakerState) {
-      breakerEvents.labels('redis', event).inc()
-      breakerState.labels('redis').set(BREAKER_STATE_VALUE[state])
+      breakerEventCounter(event).inc()
+      breakerStateChild.set(BREAKER_STATE_VALUE[state])
     },
     pgQueryDone(query: string, ok: boolean, seconds: number) {
-      pgQueryDuration.labels(query, ok ? 'ok' : 'error').observe(seconds)
+      const key = ok ? query : `${query}\u0000error`
+      let child = pgQueryChild.get(key)
+      if (!child) pgQueryChild.set(key, (child = pgQueryDuration.labels(query, ok ? 'ok' : 'error')))
+      child.observe(seconds)
     },
     drainRequest(outcome: 'served' | 'turned_away') {
       drainRequests.labels(outcome).inc()
