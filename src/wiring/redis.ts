@@ -35,9 +35,9 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
 
   const pool = createRedisPool({ ...clientOptions, min: config.redis.poolMin, max: config.redis.poolMax }, log, defineCacheScripts)
   app.addHook('onClose', () => closeRedisPool(pool))
-  // The breaker's per-call timer is what holds a request to the command timeout. ioredis starts its own command
-  // timer only when the command is written, and autopipelining holds a command back until the previous pipeline has
-  // its replies: against a slow Redis a read would otherwise wait up to twice the command timeout.
+  // The breaker's per-call timer is each cache operation's one deadline, and what holds a request to the command
+  // timeout: pooled connections have no ioredis per-command timer (pool.ts), which besides its cost would only start
+  // when the command is written, and autopipelining holds a command back until the previous pipeline has its replies.
   const breaker = createGuardedRunner(pool, { ...config.breaker, timeoutMs: Math.min(config.breaker.timeoutMs, config.redis.commandTimeoutMs) }, log, {
     commandDone: metrics.redisCommandDone,
     breakerEvent: metrics.breakerEvent,
