@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import { buildApp, type AppOverrides } from '../../src/app.js'
+import { keyScheme } from '../../src/cache/keys.js'
 import { loadConfig } from '../../src/config.js'
 import type { TestDatabase } from './database.js'
 import { TEST_REDIS_URL } from './env.js'
@@ -83,6 +84,8 @@ export async function startTestApp(options: TestAppOptions) {
     app,
     config,
     prefix,
+    /** This app's key names (src/cache/keys.ts): tests pass token hashes and UUIDs, as the service does. */
+    keys: keyScheme(prefix),
     redis,
     logs,
     validate,
