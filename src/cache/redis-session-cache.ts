@@ -8,7 +8,7 @@ import { CLAIM, DROP_OWNER, DROP_TOKEN, EXTEND, EXTEND_INDEX, FILL } from './scr
 
 interface Scripted {
   sscClaim(tombstone: string, index: string, kind: 'sid' | 'ui', tokenHash: string, ttlMs: number): Promise<number>
-  sscFill(entry: string, tombstone: string, value: string, ttlMs: number): Promise<number>
+  sscFill(entry: string, tombstone: string, value: Buffer, ttlMs: number): Promise<number>
   sscExtendIndex(index: string, kind: 'sid' | 'ui', ttlMs: number, tokenHash: string): Promise<number>
   sscExtend(entry: string, ttlMs: number): Promise<number>
   sscDropOwner(tombstone: string, index: string, kind: 'sid' | 'ui', ttlMs: number, channel: string, message: string): Promise<string[]>
@@ -37,10 +37,11 @@ export interface ReplicaAck {
 
 const s = (client: RedisClient) => client as unknown as Scripted
 
-const getOp = (client: RedisClient, key: string) => client.get(key)
+/** Values are raw bytes (codec.ts): read as a Buffer, never decoded as text. */
+const getOp = (client: RedisClient, key: string) => client.getBuffer(key)
 const claimOp = (client: RedisClient, tombstone: string, index: string, kind: 'sid' | 'ui', hash: string, ttl: number) =>
   s(client).sscClaim(tombstone, index, kind, hash, ttl)
-const fillOp = (client: RedisClient, entry: string, tombstone: string, value: string, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
+const fillOp = (client: RedisClient, entry: string, tombstone: string, value: Buffer, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
 const extendIndexOp = (client: RedisClient, index: string, kind: 'sid' | 'ui', ttl: number, hash: string) =>
   s(client).sscExtendIndex(index, kind, ttl, hash)
 const extendOp = (client: RedisClient, entry: string, ttl: number) => s(client).sscExtend(entry, ttl)
@@ -102,7 +103,7 @@ export function createRedisSessionCache(
 
   return {
     async get(tokenHash) {
-      const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as string | null
+      const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as Buffer | null
       return raw === null ? null : codec.decode(tokenHash, raw)
     },
 
