@@ -32,7 +32,8 @@ import { isCanonicalUuid, readUuid, writeUuid } from './compact-ids.js'
  * Anything that does not open or parse decodes to null, which the caller treats as a miss (Postgres answers), counted
  * through onUndecodable with its reason. That includes a format-3 value (JSON, `{"v":3,…}`) left in Redis by an older
  * instance: its first byte is `{`, not a format-4 one, so it is 'malformed'. Across a rolling deploy old and new
- * instances cost each other misses, never a wrong answer.
+ * instances cost each other misses, never a wrong answer (they use different key names too: keys.ts; what that means
+ * for an /invalidate during the deploy: docs/operations.md, "Deploying a change of the cache's format").
  *
  * The hit path's cost: a decryption is ~5 µs of CPU (createDecipheriv dominates), several times the rest of decoding.
  * So the codec remembers what it sealed and opened, indexed by the value's GCM tag and checked byte for byte against

@@ -64,7 +64,7 @@ async function personalSession() {
 const sealedBy = (raw: Buffer | null) => (raw === null ? null : raw.toString('latin1', 1, 2 + (raw[0]! & 0x0f)))
 
 describe('cached values are encrypted', () => {
-  it('holds no token and no personal field in clear, nor the ids in the value: one sealed blob naming its key', async () => {
+  it('holds no token, no id and no personal field in clear: one sealed blob naming its key', async () => {
     const t = await instance(`${NEW},${OLD}`)
     const { token, sessionId, userId, fields } = await personalSession()
     await t.validate(token)
@@ -75,7 +75,7 @@ describe('cached values are encrypted', () => {
     expect(raw[0]).toBe(0x40 | ('new'.length - 1))
     expect(sealedBy(raw)).toBe('new')
     const everything = JSON.stringify(await t.dump())
-    for (const secret of [token, ...Object.values(fields)]) expect(everything).not.toContain(secret)
+    for (const secret of [token, hashToken(token), sessionId, userId, ...Object.values(fields)]) expect(everything).not.toContain(secret)
     // Nor any case-folded or partial form of the email, nor the ids' bytes in the value.
     expect(everything.toLowerCase()).not.toContain(fields.email.split('@')[0]!.toLowerCase())
     for (const id of [sessionId, userId]) expect(raw.includes(Buffer.from(id.replaceAll('-', ''), 'hex'))).toBe(false)

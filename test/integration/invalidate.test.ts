@@ -52,7 +52,10 @@ describe('POST /invalidate', () => {
     t = await startTestApp({ db })
     const { token, sessionId } = await db.insertSession()
     await cached(token)
-    expect(await t.redis.get(t.keys.sessionIndex(sessionId))).toBe(hashToken(token))
+    // The index holds the token's first 96 bits (src/cache/keys.ts), which name its entry.
+    const member = (await t.redis.getBuffer(t.keys.sessionIndex(sessionId)))!
+    expect(member).toEqual(t.keys.indexMember(hashToken(token)))
+    expect(t.keys.entryOfMember(member)).toBe(t.keys.entry(hashToken(token)))
     expect((await t.invalidate({ sessionId, revoke: true })).json()).toEqual({ invalidated: 1, revoked: 1 })
     expect(await t.redis.exists(t.keys.sessionIndex(sessionId))).toBe(0)
     expect((await t.validate(token)).json()).toEqual({ valid: false, reason: 'revoked' })
