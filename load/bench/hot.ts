@@ -161,7 +161,7 @@ async function main() {
     const plainCodec = createAnswerCodec(cipher)
     const client: RedisClient = await internals.redisPool.acquire()
     void internals.redisPool.release(client)
-    const raw = (await client.get(entryKey)) as string
+    const raw = (await client.getBuffer(entryKey))!
     const answer = plainCodec.decode(hash, raw) as SessionAnswer & { valid: true }
     memoCodec.decode(hash, raw)
     const serialise = fastJson(ValidateResponse as object)
@@ -179,7 +179,7 @@ async function main() {
     const down = await build({})
     const downBreaker = down.internals.breaker as unknown as GuardedRunner
     down.internals.breaker.open()
-    const getOp = ((c: RedisClient, k: string) => c.get(k)) as unknown as CacheOp
+    const getOp = ((c: RedisClient, k: string) => c.getBuffer(k)) as unknown as CacheOp
     const bareBreaker = new CircuitBreaker(async (x: unknown) => x, {
       timeout: internals.config.breaker.timeoutMs,
       rollingPercentilesEnabled: false,
@@ -257,8 +257,8 @@ async function main() {
     concurrent('stage', 'opossum: fire, no-op action, no timeout', () => untimedBreaker.fire(null), 'a bare breaker without its per-call timer')
     concurrent('stage', 'breaker open: opossum refuses', () => openBreaker.fire(null).catch(doNothing), 'a new Error per call')
     concurrent('stage', 'breaker open: the runner refuses', () => downBreaker.fire(noop).catch(doNothing), 'refused before opossum, one Error for all')
-    concurrent('I/O', 'command: GET, pooled connection', () => client.get(entryKey), 'includes the Redis round trip; no per-command timer')
-    concurrent('I/O', 'command: GET, ioredis commandTimeout', () => timedClient.get(entryKey), 'ioredis arms and deletes a timer per command')
+    concurrent('I/O', 'command: GET, pooled connection', () => client.getBuffer(entryKey), 'includes the Redis round trip; no per-command timer')
+    concurrent('I/O', 'command: GET, ioredis commandTimeout', () => timedClient.getBuffer(entryKey), 'ioredis arms and deletes a timer per command')
     concurrent('I/O', 'guarded GET (breaker, lease, timer)', () => breaker.fire(getOp, entryKey))
     concurrent('I/O', 'cache.get: guarded GET + decode', () => internals.cache.get(hash))
     // --- together

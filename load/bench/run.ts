@@ -100,7 +100,13 @@ function ensureWrk(): void {
   execFileSync('apt-get', ['install', '-y', '-qq', 'wrk'], { stdio: 'inherit' })
 }
 
-async function seed(schema: string): Promise<string[]> {
+interface Seeded {
+  token: string
+  sessionId: string
+  userId: string
+}
+
+async function seed(schema: string): Promise<Seeded[]> {
   const client = new pg.Client({ connectionString: DATABASE_URL })
   await client.connect()
   try {
@@ -112,12 +118,18 @@ async function seed(schema: string): Promise<string[]> {
        SELECT id, 'bench-' || id || '@example.test', 'Ada', 'Lovelace', 'ada' FROM unnest($1::uuid[]) AS id`,
       [userIds],
     )
-    await client.query(
+    const { rows } = await client.query<{ id: string; user_id: string; token: string }>(
       `INSERT INTO "${schema}".user_sessions (user_id, token, expires_at)
-       SELECT id, hash, now() + interval '1 day' FROM unnest($1::uuid[], $2::text[]) AS t(id, hash)`,
+       SELECT id, hash, now() + interval '1 day' FROM unnest($1::uuid[], $2::text[]) AS t(id, hash)
+       RETURNING id, user_id, token`,
       [userIds, tokens.map(hashToken)],
     )
-    return tokens
+    // The session and user ids, for the memory measurement (values are sealed: they cannot be read back from Redis).
+    const byHash = new Map(rows.map((r) => [r.token, r]))
+    return tokens.map((token) => {
+      const row = byHash.get(hashToken(token))!
+      return { token, sessionId: row.id, userId: row.user_id }
+    })
   } finally {
     await client.end()
   }
@@ -220,34 +232,50 @@ async function cacheCounters(port: number): Promise<string> {
   return `  (hits ${read('session_cache_hits_total')}, misses ${read('session_cache_misses_total')})`
 }
 
-/** On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts. */
-async function redisBytesPerSession(prefix: string, tokens: string[]) {
+/**
+ * On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts, the
+ * session and user ids from the seed. A session counts when its entry and both its indexes are there.
+ */
+async function redisBytesPerSession(prefix: string, seeded: Seeded[]) {
   const redis = new Redis(REDIS_URL)
   const keys = keyScheme(prefix)
   try {
-    const sample = tokens.slice(0, 200)
+    const sample = seeded.slice(0, 200)
     let entry = 0
-    let index = 0
+    let sessionIndex = 0
+    let userIndex = 0
     let counted = 0
-    for (const token of sample) {
-      const hash = hashToken(token)
-      const entryBytes = await redis.memory('USAGE', keys.entry(hash))
-      const value = await redis.get(keys.entry(hash))
-      if (entryBytes === null || value === null) continue
-      // sid and uid are in clear in a valid entry (codec.ts); the rest is sealed.
-      const { sid, uid } = JSON.parse(value) as { sid?: string; uid?: string }
-      if (!sid || !uid) continue
-      const sidBytes = await redis.memory('USAGE', keys.sessionIndex(sid))
-      const uidBytes = await redis.memory('USAGE', keys.userIndex(uid))
-      if (sidBytes === null || uidBytes === null) continue
+    for (const { token, sessionId, userId } of sample) {
+      const entryBytes = await redis.memory('USAGE', keys.entry(hashToken(token)))
+      const sidBytes = await redis.memory('USAGE', keys.sessionIndex(sessionId))
+      const uidBytes = await redis.memory('USAGE', keys.userIndex(userId))
+      if (entryBytes === null || sidBytes === null || uidBytes === null) continue
       entry += entryBytes
-      index += sidBytes + uidBytes
+      sessionIndex += sidBytes
+      userIndex += uidBytes
       counted++
     }
-    return counted === 0 ? null : { entry: Math.round(entry / counted), indexes: Math.round(index / counted), sampled: counted }
+    if (counted === 0) return null
+    const mean = (bytes: number) => Math.round(bytes / counted)
+    return {
+      entry: mean(entry),
+      sessionIndex: mean(sessionIndex),
+      userIndex: mean(userIndex),
+      indexes: mean(sessionIndex + userIndex),
+      sampled: counted,
+    }
   } finally {
     redis.disconnect()
   }
+}
+
+function bytesLine(bytes: Awaited<ReturnType<typeof redisBytesPerSession>>, prefix: string): string {
+  if (!bytes) return 'Redis memory per cached session: no cached session found to measure'
+  return (
+    `Redis memory per cached session (MEMORY USAGE, mean of ${bytes.sampled}, key prefix of ${prefix.length} characters): ` +
+    `entry ${bytes.entry} B, indexes ${bytes.indexes} B (session id key ${bytes.sessionIndex} B + user sorted set ` +
+    `${bytes.userIndex} B), total ${bytes.entry + bytes.indexes} B`
+  )
 }
 
 async function cleanup(schema: string, prefix: string) {
@@ -327,7 +355,8 @@ async function main() {
   const topologies = new Set(scenarios.flatMap((s) => (s.topology ? [s.topology] : [])))
   say(`bench: ${SESSIONS} sessions, ${CONNECTIONS} connections, ${DURATION_S}s per scenario, ${ROUNDS} rounds`)
   say('seeding Postgres…')
-  const tokens = await seed(schema)
+  const seeded = await seed(schema)
+  const tokens = seeded.map((s) => s.token)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ssc-bench-'))
   const tokensFile = path.join(dir, 'tokens.txt')
   writeFileSync(tokensFile, tokens.join('\n'))
@@ -375,7 +404,9 @@ async function main() {
         }
       }
     }, interrupted)
-    bytes = await redisBytesPerSession(prefix, tokens)
+    bytes = await redisBytesPerSession(prefix, seeded)
+    // Printed on every run (an --only run writes no table): what docs/capacity.md's "Bytes per session" quotes.
+    say(bytesLine(bytes, prefix))
   } finally {
     await cleanup(schema, prefix)
   }

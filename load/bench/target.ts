@@ -33,7 +33,7 @@ async function leanRedis() {
   const codec = createAnswerCodec(createCacheCipher(config.cache.encryptionKeys), { memoEntries: config.cache.decryptMemoEntries })
   app.post('/validate', { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse } } }, async (request) => {
     const hash = hashToken((request.body as { token: string }).token)
-    const raw = await redis.get(keys.entry(hash))
+    const raw = await redis.getBuffer(keys.entry(hash))
     const answer = raw ? codec.decode(hash, raw) : null
     if (answer?.valid) return { valid: true, session: answer.entry.session, user: answer.entry.user, source: 'redis' }
     return { valid: false, reason: 'not_found' }

@@ -1,10 +1,15 @@
-import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createSecretKey, randomFillSync, type KeyObject } from 'node:crypto'
 
 /**
  * AES-256-GCM for what the cache holds about a person, with key ids so keys can be rotated without a flush: the first
- * key encrypts, every listed key decrypts. A sealed value is `<key id>` + `.` + base64(iv ‖ ciphertext ‖ tag), and is
- * bound to its context (the token hash and the session's ids, as additional authenticated data), so a value copied
- * onto another key, or edited in place, does not open.
+ * key encrypts, every listed key decrypts. A sealed value is raw bytes:
+ *
+ *   [format << 4 | key id length − 1] [key id] [iv, 12] [ciphertext] [tag, 16]
+ *
+ * The first byte carries the caller's format number (0–15, in the high nibble) and the length of the key id (1–16
+ * characters, in the low nibble), so the envelope costs 29 bytes plus the key id. It is bound to the first byte, the key
+ * id and the caller's context (additional authenticated data: codec.ts gives the token hash), so a value copied onto
+ * another key, relabelled, or edited in place, does not open.
  *
  * Cost: one createDecipheriv per open, on a KeyObject made once per key (a raw Buffer key costs ~4× as much per call:
  * OpenSSL re-imports it each time). Random 96-bit IVs: rotate a key well before 2^32 encryptions with it.
@@ -28,10 +33,14 @@ export type OpenFailure = 'unknown_key' | 'rejected'
 export interface CacheCipher {
   /** The id of the key that seals. */
   readonly sealingKeyId: string
-  seal(plaintext: string, context: string): string
-  /** The plaintext, or why there is none. Never throws. */
-  open(sealed: string, context: string): string | OpenFailure
+  /** Seals `plaintext` under the first key, tagged with `format` (0–15) and bound to `context` (latin1). */
+  seal(format: number, plaintext: Buffer, context: string): Buffer
+  /** The plaintext, or why there is none. Never throws; does not look at the format (see sealedFormat). */
+  open(sealed: Buffer, context: string): Buffer | OpenFailure
 }
+
+/** The format number a sealed value was tagged with (−1 for an empty value). */
+export const sealedFormat = (sealed: Buffer): number => (sealed.length === 0 ? -1 : sealed[0]! >> 4)
 
 /** Decodes a 32-byte key from base64/base64url; throws with a message fit for a configuration error. */
 export function decodeKeySecret(id: string, secret: string): Buffer {
@@ -52,28 +61,42 @@ export function createCacheCipher(keys: readonly CacheKey[]): CacheCipher {
   }
   const sealingKeyId = keys[0]!.id
   const sealingKey = ring.get(sealingKeyId)!
-  const prefix = `${sealingKeyId}.`
+  // Key ids are ASCII (KEY_ID_PATTERN): one byte per character.
+  const idBytes = Buffer.from(sealingKeyId, 'latin1')
+  const headBytes = 1 + idBytes.length
 
   return {
     sealingKeyId,
-    seal(plaintext, context) {
-      const iv = randomBytes(IV_BYTES)
+    seal(format, plaintext, context) {
+      if (!Number.isInteger(format) || format < 0 || format > 15) throw new RangeError(`sealed format ${format} is not 0–15`)
+      const sealed = Buffer.allocUnsafe(headBytes + IV_BYTES + plaintext.length + TAG_BYTES)
+      sealed[0] = (format << 4) | (idBytes.length - 1)
+      idBytes.copy(sealed, 1)
+      const iv = randomFillSync(sealed, headBytes, IV_BYTES).subarray(headBytes, headBytes + IV_BYTES)
       const cipher = createCipheriv(ALGORITHM, sealingKey, iv, { authTagLength: TAG_BYTES })
+      cipher.setAAD(sealed.subarray(0, headBytes))
       cipher.setAAD(Buffer.from(context, 'latin1'))
-      const body = Buffer.concat([iv, cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()])
-      return prefix + body.toString('base64')
+      let at = headBytes + IV_BYTES
+      at += cipher.update(plaintext).copy(sealed, at)
+      at += cipher.final().copy(sealed, at)
+      cipher.getAuthTag().copy(sealed, at)
+      return sealed
     },
     open(sealed, context) {
-      const dot = sealed.indexOf('.')
-      const key = dot > 0 ? ring.get(sealed.slice(0, dot)) : undefined
+      if (sealed.length === 0) return 'rejected'
+      const headLength = 1 + (sealed[0]! & 0x0f) + 1
+      if (sealed.length < headLength + IV_BYTES + TAG_BYTES) return 'rejected'
+      const key = ring.get(sealed.toString('latin1', 1, headLength))
       if (!key) return 'unknown_key'
-      const body = Buffer.from(sealed.slice(dot + 1), 'base64')
-      if (body.length < IV_BYTES + TAG_BYTES) return 'rejected'
+      const bodyEnd = sealed.length - TAG_BYTES
       try {
-        const decipher = createDecipheriv(ALGORITHM, key, body.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
+        const decipher = createDecipheriv(ALGORITHM, key, sealed.subarray(headLength, headLength + IV_BYTES), { authTagLength: TAG_BYTES })
+        decipher.setAAD(sealed.subarray(0, headLength))
         decipher.setAAD(Buffer.from(context, 'latin1'))
-        decipher.setAuthTag(body.subarray(body.length - TAG_BYTES))
-        return decipher.update(body.subarray(IV_BYTES, body.length - TAG_BYTES), undefined, 'utf8') + decipher.final('utf8')
+        decipher.setAuthTag(sealed.subarray(bodyEnd))
+        const plaintext = decipher.update(sealed.subarray(headLength + IV_BYTES, bodyEnd))
+        const rest = decipher.final()
+        return rest.length === 0 ? plaintext : Buffer.concat([plaintext, rest])
       } catch {
         // A wrong key, a tampered value or a value moved to another key: GCM's tag check fails in final().
         return 'rejected'

@@ -7,11 +7,12 @@ import type { KeyScheme } from './keys.js'
 import { CLAIM, DROP_OWNER, DROP_TOKEN, EXTEND, EXTEND_INDEX, FILL } from './scripts.js'
 
 interface Scripted {
-  sscClaim(tombstone: string, index: string, kind: 'sid' | 'ui', tokenHash: string, ttlMs: number): Promise<number>
-  sscFill(entry: string, tombstone: string, value: string, ttlMs: number): Promise<number>
-  sscExtendIndex(index: string, kind: 'sid' | 'ui', ttlMs: number, tokenHash: string): Promise<number>
+  sscClaim(tombstone: string, index: string, kind: 'sid' | 'ui', member: Buffer, ttlMs: number): Promise<number>
+  sscFill(entry: string, tombstone: string, value: Buffer, ttlMs: number): Promise<number>
+  sscExtendIndex(index: string, kind: 'sid' | 'ui', ttlMs: number, member: Buffer): Promise<number>
   sscExtend(entry: string, ttlMs: number): Promise<number>
-  sscDropOwner(tombstone: string, index: string, kind: 'sid' | 'ui', ttlMs: number, channel: string, message: string): Promise<string[]>
+  /** ioredis's Buffer variant of sscDropOwner: index members are bytes, not text. */
+  sscDropOwnerBuffer(tombstone: string, index: string, kind: 'sid' | 'ui', ttlMs: number, channel: string, message: string): Promise<Buffer[]>
   sscDropToken(entry: string, tombstone: string, ttlMs: number, channel: string, message: string): Promise<number>
 }
 
@@ -37,12 +38,13 @@ export interface ReplicaAck {
 
 const s = (client: RedisClient) => client as unknown as Scripted
 
-const getOp = (client: RedisClient, key: string) => client.get(key)
-const claimOp = (client: RedisClient, tombstone: string, index: string, kind: 'sid' | 'ui', hash: string, ttl: number) =>
-  s(client).sscClaim(tombstone, index, kind, hash, ttl)
-const fillOp = (client: RedisClient, entry: string, tombstone: string, value: string, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
-const extendIndexOp = (client: RedisClient, index: string, kind: 'sid' | 'ui', ttl: number, hash: string) =>
-  s(client).sscExtendIndex(index, kind, ttl, hash)
+/** Values are raw bytes (codec.ts): read as a Buffer, never decoded as text. */
+const getOp = (client: RedisClient, key: string) => client.getBuffer(key)
+const claimOp = (client: RedisClient, tombstone: string, index: string, kind: 'sid' | 'ui', member: Buffer, ttl: number) =>
+  s(client).sscClaim(tombstone, index, kind, member, ttl)
+const fillOp = (client: RedisClient, entry: string, tombstone: string, value: Buffer, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
+const extendIndexOp = (client: RedisClient, index: string, kind: 'sid' | 'ui', ttl: number, member: Buffer) =>
+  s(client).sscExtendIndex(index, kind, ttl, member)
 const extendOp = (client: RedisClient, entry: string, ttl: number) => s(client).sscExtend(entry, ttl)
 
 const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
@@ -71,25 +73,42 @@ export function createRedisSessionCache(
 
   /**
    * One chunk of an invalidation on one connection held for it: owners first (tombstone, index), then every token
-   * hash named or found, then WAIT for the replicas on that same connection (it counts that connection's writes).
+   * named or found, then WAIT for the replicas on that same connection (it counts that connection's writes).
+   * A token named by the caller is dropped and announced with its full hash (L1 tiers key answers by it); a token found
+   * in an index (its 12 bytes) is dropped unless a named one has the same entry key, and is covered by its owner's
+   * announcement.
    */
   const invalidateOp: CacheOp = async (client: RedisClient, targets: InvalidationTarget[]) => {
-    const tokens = new Map<string, string>()
-    const owners: Promise<string[]>[] = []
+    // By token hash for named tokens, by entry key for found ones (the two never look alike: keys carry the prefix).
+    const drops = new Map<string, { entry: string; tombstone: string; message: string }>()
+    const entries = new Set<string>()
+    const owners: Promise<Buffer[]>[] = []
     for (const target of targets) {
-      if (target.kind === 'token') tokens.set(target.tokenHash, `tok:${target.tokenHash}`)
-      else {
+      if (target.kind === 'token') {
+        const { tokenHash } = target
+        if (drops.has(tokenHash)) continue
+        const entry = keys.entry(tokenHash)
+        entries.add(entry)
+        drops.set(tokenHash, { entry, tombstone: keys.tokenTombstone(tokenHash), message: `tok:${tokenHash}` })
+      } else {
         const id = target.kind === 'session' ? target.sessionId : target.userId
         const [tombstone, index, kind] =
           target.kind === 'session'
             ? [keys.sessionTombstone(id), keys.sessionIndex(id), 'sid' as const]
             : [keys.userTombstone(id), keys.userIndex(id), 'ui' as const]
-        owners.push(s(client).sscDropOwner(tombstone, index, kind, tombstoneTtlMs, channel, `${KIND_CODE[target.kind]}:${id}`))
+        owners.push(s(client).sscDropOwnerBuffer(tombstone, index, kind, tombstoneTtlMs, channel, `${KIND_CODE[target.kind]}:${id}`))
       }
     }
-    for (const found of await Promise.all(owners)) for (const hash of found) if (!tokens.has(hash)) tokens.set(hash, '')
+    for (const found of await Promise.all(owners)) {
+      for (const member of found) {
+        const entry = keys.entryOfMember(member)
+        if (entries.has(entry)) continue
+        entries.add(entry)
+        drops.set(entry, { entry, tombstone: keys.tokenTombstoneOfMember(member), message: '' })
+      }
+    }
     const removed = await Promise.all(
-      [...tokens].map(([hash, message]) => s(client).sscDropToken(keys.entry(hash), keys.tokenTombstone(hash), tombstoneTtlMs, channel, message)),
+      [...drops.values()].map(({ entry, tombstone, message }) => s(client).sscDropToken(entry, tombstone, tombstoneTtlMs, channel, message)),
     )
     const replicas = ack.replicas()
     if (replicas > 0 && 'wait' in client) {
@@ -102,7 +121,7 @@ export function createRedisSessionCache(
 
   return {
     async get(tokenHash) {
-      const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as string | null
+      const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as Buffer | null
       return raw === null ? null : codec.decode(tokenHash, raw)
     },
 
@@ -111,10 +130,11 @@ export function createRedisSessionCache(
       const ttl = Math.max(1, Math.floor(ttlMs))
       if (answer.valid) {
         const { id: sessionId, userId } = answer.entry.session
+        const member = keys.indexMember(tokenHash)
         // Step 1 of scripts.ts's protocol: the owners' slots first, each refusing under its tombstone.
         const claims = (await Promise.all([
-          run(claimOp as CacheOp, keys.sessionTombstone(sessionId), keys.sessionIndex(sessionId), 'sid', tokenHash, ttl),
-          run(claimOp as CacheOp, keys.userTombstone(userId), keys.userIndex(userId), 'ui', tokenHash, ttl),
+          run(claimOp as CacheOp, keys.sessionTombstone(sessionId), keys.sessionIndex(sessionId), 'sid', member, ttl),
+          run(claimOp as CacheOp, keys.userTombstone(userId), keys.userIndex(userId), 'ui', member, ttl),
         ])) as number[]
         if (claims.includes(0)) return 'tombstoned'
       }
@@ -125,10 +145,11 @@ export function createRedisSessionCache(
     async extend(tokenHash, answer, ttlMs) {
       const ttl = Math.max(1, Math.floor(ttlMs))
       const { id: sessionId, userId } = answer.entry.session
+      const member = keys.indexMember(tokenHash)
       // Indexes first: an index must outlive its entry.
       await Promise.all([
-        run(extendIndexOp as CacheOp, keys.sessionIndex(sessionId), 'sid', ttl, tokenHash),
-        run(extendIndexOp as CacheOp, keys.userIndex(userId), 'ui', ttl, tokenHash),
+        run(extendIndexOp as CacheOp, keys.sessionIndex(sessionId), 'sid', ttl, member),
+        run(extendIndexOp as CacheOp, keys.userIndex(userId), 'ui', ttl, member),
       ])
       await run(extendOp as CacheOp, keys.entry(tokenHash), ttl)
     },

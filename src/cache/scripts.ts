@@ -15,7 +15,7 @@
  */
 
 /**
- * KEYS: tombstone (t:sid or t:uid), index (sid or ui).  ARGV: 'sid' | 'ui', tokenHash, ttlMs.
+ * KEYS: tombstone (t:sid or t:uid), index (s or u).  ARGV: 'sid' | 'ui', member (the token's 12 bytes: keys.ts), ttlMs.
  * Returns 1 when the token joined the index, 0 when the tombstone forbade it. The user index is a sorted set scored by
  * each entry's expiry: members whose entries have expired are dropped here, so it holds live sessions only.
  */
@@ -42,7 +42,7 @@ return 1
 `
 
 /**
- * KEYS: index (sid or ui).  ARGV: 'sid' | 'ui', ttlMs, tokenHash.
+ * KEYS: index (s or u).  ARGV: 'sid' | 'ui', ttlMs, member (the token's 12 bytes).
  * Sliding TTL: keeps an index at least as long as the entry it is extended with (run before the entry's EXTEND).
  */
 export const EXTEND_INDEX = `
@@ -62,9 +62,10 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 `
 
 /**
- * KEYS: tombstone (t:sid or t:uid), index (sid or ui).  ARGV: 'sid' | 'ui', tombstoneTtlMs, channel, message.
- * Step 1 of invalidating a session or a user: tombstones it, takes its index (every token hash claimed so far), and
- * announces it to every instance. Returns the token hashes.
+ * KEYS: tombstone (t:sid or t:uid), index (s or u).  ARGV: 'sid' | 'ui', tombstoneTtlMs, channel, message.
+ * Step 1 of invalidating a session or a user: tombstones it, takes its index (every token claimed so far), and
+ * announces it to every instance. Returns the index's members: 12 bytes each, to be read as Buffers (keys.ts names
+ * their entries and tombstones).
  */
 export const DROP_OWNER = `
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])

@@ -61,23 +61,25 @@ async function personalSession() {
   return { ...(await db.insertSession({ userId })), fields }
 }
 
+/** The key id a value names (format 4: [0x40 | id length − 1][id]…). */
+const sealedBy = (raw: Buffer | null) => (raw === null ? null : raw.toString('latin1', 1, 2 + (raw[0]! & 0x0f)))
+
 describe('cached values are encrypted', () => {
-  it('holds no token and no personal field in clear: only the two ids and a sealed blob naming its key', async () => {
+  it('holds no token, no id and no personal field in clear: one sealed blob naming its key', async () => {
     const t = await instance(`${NEW},${OLD}`)
     const { token, sessionId, userId, fields } = await personalSession()
     await t.validate(token)
     await t.settle()
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'redis', user: { email: fields.email } })
 
-    const raw = await t.redis.get(`${t.prefix}e:{${hashToken(token)}}`)
-    const value = JSON.parse(raw!) as Record<string, unknown>
-    expect(Object.keys(value).sort()).toEqual(['p', 'sid', 'uid', 'v'])
-    expect(value).toMatchObject({ v: 3, sid: sessionId, uid: userId })
-    expect(value.p).toMatch(/^new\.[A-Za-z0-9+/]+=*$/)
+    const raw = (await t.redis.getBuffer(t.keys.entry(hashToken(token))))!
+    expect(raw[0]).toBe(0x40 | ('new'.length - 1))
+    expect(sealedBy(raw)).toBe('new')
     const everything = JSON.stringify(await t.dump())
-    for (const secret of [token, ...Object.values(fields)]) expect(everything).not.toContain(secret)
-    // Nor any case-folded or partial form of the email.
+    for (const secret of [token, hashToken(token), sessionId, userId, ...Object.values(fields)]) expect(everything).not.toContain(secret)
+    // Nor any case-folded or partial form of the email, nor the ids' bytes in the value.
     expect(everything.toLowerCase()).not.toContain(fields.email.split('@')[0]!.toLowerCase())
+    for (const id of [sessionId, userId]) expect(raw.includes(Buffer.from(id.replaceAll('-', ''), 'hex'))).toBe(false)
   })
 
   it('rotates without a flush: values sealed by the old key still open while the new key seals, and old ones become misses once it is dropped', async () => {
@@ -92,7 +94,7 @@ describe('cached values are encrypted', () => {
     const b = await personalSession()
     await during.validate(b.token)
     await during.settle()
-    expect(await during.redis.get(`${prefix}e:{${hashToken(b.token)}}`)).toMatch(/"p":"new\./)
+    expect(sealedBy(await during.redis.getBuffer(during.keys.entry(hashToken(b.token))))).toBe('new')
 
     // Step 3: the old key is gone. B's value opens; A's (sealed by `old`) is a miss, answered by Postgres and resealed.
     const after = await instance(NEW)
@@ -101,7 +103,7 @@ describe('cached values are encrypted', () => {
     expect(await counter(after, 'session_cache_undecodable_total', { reason: 'unknown_key' })).toBe(1)
     await after.settle()
     expect((await after.validate(a.token)).json()).toMatchObject({ valid: true, source: 'redis' })
-    expect(await after.redis.get(`${prefix}e:{${hashToken(a.token)}}`)).toMatch(/"p":"new\./)
+    expect(sealedBy(await after.redis.getBuffer(after.keys.entry(hashToken(a.token))))).toBe('new')
   })
 
   it('treats a value that does not open as a miss and answers from Postgres, for every kind of damage', async () => {
@@ -112,23 +114,35 @@ describe('cached values are encrypted', () => {
     await t.validate(other.token)
     await t.validate('not-a-session-token')
     await t.settle()
-    const entry = (token: string) => `${t.prefix}e:{${hashToken(token)}}`
-    const original = (await t.redis.get(entry(victim.token)))!
-    const otherValue = (await t.redis.get(entry(other.token)))!
-    const negative = (await t.redis.get(entry('not-a-session-token')))!
-    const wire = JSON.parse(original) as { v: number; sid: string; uid: string; p: string }
-    const flip = (p: string) => p.slice(0, 20) + (p[20] === 'A' ? 'B' : 'A') + p.slice(21)
+    const entry = (token: string) => t.keys.entry(hashToken(token))
+    const original = (await t.redis.getBuffer(entry(victim.token)))!
+    const otherValue = (await t.redis.getBuffer(entry(other.token)))!
+    const negative = (await t.redis.getBuffer(entry('not-a-session-token')))!
+    // [0x42]['new'][iv 12][ciphertext][tag 16]
+    const head = 1 + 'new'.length
+    const flip = (at: number) => {
+      const copy = Buffer.from(original)
+      copy[at]! ^= 0x01
+      return copy
+    }
 
-    const damaged: Array<[string, string, 'rejected' | 'malformed' | 'unknown_key']> = [
-      ['a flipped ciphertext bit', JSON.stringify({ ...wire, p: flip(wire.p) }), 'rejected'],
+    const damaged: Array<[string, Buffer | string, 'rejected' | 'malformed' | 'unknown_key']> = [
+      ['a flipped ciphertext bit', flip(head + 12 + 5), 'rejected'],
+      ['a flipped tag bit', flip(original.length - 1), 'rejected'],
+      ['a flipped IV bit', flip(head), 'rejected'],
       ["another session's value copied onto this key", otherValue, 'rejected'],
       ["a 'not valid' answer copied from another token", negative, 'rejected'],
-      ['the session id swapped for another', JSON.stringify({ ...wire, sid: JSON.parse(otherValue).sid }), 'rejected'],
-      ['a value sealed by a key with the same id but other bytes', JSON.stringify({ ...wire, p: `new.${randomBytes(60).toString('base64')}` }), 'rejected'],
-      ['a key id this instance does not hold', JSON.stringify({ ...wire, p: `gone.${wire.p.slice(4)}` }), 'unknown_key'],
-      ['a truncated blob', JSON.stringify({ ...wire, p: 'new.AAAA' }), 'rejected'],
-      ['the previous plaintext format', JSON.stringify({ v: 1, sid: wire.sid, uid: wire.uid, em: 'mallory@example.test', x: Date.now() + 1e6 }), 'malformed'],
+      ['a value sealed by a key with the same id but other bytes', Buffer.concat([original.subarray(0, head), randomBytes(150)]), 'rejected'],
+      ['a key id this instance does not hold', Buffer.concat([Buffer.from([0x43]), Buffer.from('gone'), original.subarray(head)]), 'unknown_key'],
+      ['a truncated blob', original.subarray(0, 20), 'rejected'],
+      [
+        'a format-3 value (JSON) left by an older instance',
+        JSON.stringify({ v: 3, sid: victim.sessionId, uid: victim.userId, p: `new.${randomBytes(180).toString('base64')}` }),
+        'malformed',
+      ],
+      ['the previous plaintext format', JSON.stringify({ v: 1, sid: victim.sessionId, uid: victim.userId, em: 'mallory@example.test', x: Date.now() + 1e6 }), 'malformed'],
       ['not JSON at all', 'garbage{', 'malformed'],
+      ['an empty value', '', 'malformed'],
     ]
     for (const [what, value, reason] of damaged) {
       const before = await counter(t, 'session_cache_undecodable_total', { reason })

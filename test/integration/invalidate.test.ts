@@ -32,7 +32,7 @@ describe('POST /invalidate', () => {
     const res = await t.invalidate({ token })
     expect(res.statusCode).toBe(200)
     expect(res.json()).toEqual({ invalidated: 1, revoked: 0 })
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(token)}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.entry(hashToken(token)))).toBe(0)
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'postgres' })
     expect((await db.sessionRow(sessionId))?.revoked_at).toBeNull()
   })
@@ -52,9 +52,12 @@ describe('POST /invalidate', () => {
     t = await startTestApp({ db })
     const { token, sessionId } = await db.insertSession()
     await cached(token)
-    expect(await t.redis.get(`${t.prefix}sid:{${sessionId}}`)).toBe(hashToken(token))
+    // The index holds the token's first 96 bits (src/cache/keys.ts), which name its entry.
+    const member = (await t.redis.getBuffer(t.keys.sessionIndex(sessionId)))!
+    expect(member).toEqual(t.keys.indexMember(hashToken(token)))
+    expect(t.keys.entryOfMember(member)).toBe(t.keys.entry(hashToken(token)))
     expect((await t.invalidate({ sessionId, revoke: true })).json()).toEqual({ invalidated: 1, revoked: 1 })
-    expect(await t.redis.exists(`${t.prefix}sid:{${sessionId}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.sessionIndex(sessionId))).toBe(0)
     expect((await t.validate(token)).json()).toEqual({ valid: false, reason: 'revoked' })
   })
 
@@ -76,9 +79,9 @@ describe('POST /invalidate', () => {
     const b = await db.insertSession({ userId })
     const other = await db.insertSession()
     for (const s of [a, b, other]) await cached(s.token)
-    expect(await t.redis.zrange(`${t.prefix}ui:{${userId}}`, 0, -1)).toHaveLength(2)
+    expect(await t.redis.zrange(t.keys.userIndex(userId), 0, -1)).toHaveLength(2)
     expect((await t.invalidate({ userId, revoke: true })).json()).toEqual({ invalidated: 2, revoked: 2 })
-    expect(await t.redis.exists(`${t.prefix}ui:{${userId}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.userIndex(userId))).toBe(0)
     expect((await t.validate(a.token)).json()).toEqual({ valid: false, reason: 'revoked' })
     expect((await t.validate(b.token)).json()).toEqual({ valid: false, reason: 'revoked' })
     expect((await t.validate(other.token)).json()).toMatchObject({ valid: true, source: 'redis' })
@@ -97,7 +100,7 @@ describe('POST /invalidate', () => {
     expect(res.statusCode).toBe(200)
     expect(res.json()).toMatchObject({ revoked: 0 })
     expect([0, 1, 2]).toContain(res.json().invalidated)
-    for (const s of [a, b]) expect(await t.redis.exists(`${t.prefix}e:{${hashToken(s.token)}}`)).toBe(0)
+    for (const s of [a, b]) expect(await t.redis.exists(t.keys.entry(hashToken(s.token)))).toBe(0)
     expect((await t.validate(a.token)).json()).toEqual({ valid: false, reason: 'not_found' })
     expect((await t.validate(b.token)).json()).toEqual({ valid: false, reason: 'not_found' })
   })
@@ -183,7 +186,7 @@ describe('an invalidation racing a cache fill', () => {
     await t.settle()
 
     expect(fills.state.outcomes).toEqual(['tombstoned'])
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(session.token)}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.entry(hashToken(session.token)))).toBe(0)
     expect((await t.validate(session.token)).json()).toEqual({ valid: false, reason: 'revoked' })
   })
 
@@ -226,7 +229,7 @@ describe('an invalidation racing a cache fill', () => {
   it('the per-user index holds live sessions only: members whose entries expired are dropped on the next fill', async () => {
     t = await startTestApp({ db, env: { CACHE_TTL_SECONDS: '1', REVOCATION_OUTBOX_RETENTION_SECONDS: '61' } })
     const userId = await db.insertUser()
-    const index = `${t.prefix}ui:{${userId}}`
+    const index = t.keys.userIndex(userId)
     for (let i = 0; i < 3; i++) {
       await t.validate((await db.insertSession({ userId })).token)
       await t.settle()
@@ -252,7 +255,7 @@ describe('an invalidation racing a cache fill', () => {
     expect((await inFlight).json()).toMatchObject({ valid: true, source: 'postgres' })
     await t.settle()
     // ...but that answer must not be cached: every later validation sees the revocation.
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(session.token)}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.entry(hashToken(session.token)))).toBe(0)
     expect((await t.validate(session.token)).json()).toEqual({ valid: false, reason: 'revoked' })
   })
 })

@@ -125,9 +125,9 @@ describe('Postgres outage (through a TCP proxy)', () => {
     // State: nothing was cached for the unanswered tokens (no negative entry that would outlive the outage).
     await app.settle()
     const keys = Object.keys(await app.dump())
-    expect(keys).toContain(`${app.prefix}e:{${hashToken(a.token)}}`)
-    expect(keys).not.toContain(`${app.prefix}e:{${hashToken(b.token)}}`)
-    expect(keys).not.toContain(`${app.prefix}e:{${hashToken(revoked.token)}}`)
+    expect(keys).toContain(app.keys.entry(hashToken(a.token)))
+    expect(keys).not.toContain(app.keys.entry(hashToken(b.token)))
+    expect(keys).not.toContain(app.keys.entry(hashToken(revoked.token)))
     // Metrics: 503s counted by code, failed queries counted, no "not valid" answer recorded from Postgres.
     expect(await metric(app.app, 'session_service_errors_total', { code: 'SESSION_STORE_UNAVAILABLE' })).toBe(3)
     expect(await metric(app.app, 'postgres_query_duration_seconds_count', { query: 'find_session', outcome: 'error' })).toBeGreaterThanOrEqual(1)
@@ -146,7 +146,7 @@ describe('Postgres outage (through a TCP proxy)', () => {
     expect(back.json()).toMatchObject({ valid: true, source: 'postgres', session: { id: b.sessionId } })
     expect((await app.validate(revoked.token)).json()).toEqual({ valid: false, reason: 'revoked' })
     await app.settle()
-    expect(Object.keys(await app.dump())).toContain(`${app.prefix}e:{${hashToken(b.token)}}`)
+    expect(Object.keys(await app.dump())).toContain(app.keys.entry(hashToken(b.token)))
     expect((await app.validate(b.token)).json()).toMatchObject({ valid: true, source: 'redis' })
     expect(app.logs.text()).not.toContain(b.token)
   })

@@ -123,7 +123,7 @@ async function warm(app: TestApp, valid: string, revoked: string) {
   }
   expect(source).toBe('redis')
   const keys = Object.keys(await app.dump())
-  expect(keys).toEqual(expect.arrayContaining([`${app.prefix}e:{${hashToken(valid)}}`, `${app.prefix}e:{${hashToken(revoked)}}`]))
+  expect(keys).toEqual(expect.arrayContaining([app.keys.entry(hashToken(valid)), app.keys.entry(hashToken(revoked))]))
 }
 
 /** Sends validations (bounded in count and time) until the breaker has opened; returns how many it took. */
@@ -242,7 +242,7 @@ describe('Redis outage (private redis-server, SIGKILL)', () => {
     expect(await metric(app.app, 'circuit_breaker_state', { breaker: 'redis' })).toBe(0)
     expect(await metric(app.app, 'circuit_breaker_events_total', { breaker: 'redis', event: 'halfOpen' })).toBeGreaterThanOrEqual(1)
     expect(await metric(app.app, 'circuit_breaker_events_total', { breaker: 'redis', event: 'close' })).toBeGreaterThanOrEqual(1)
-    const entry = `${app.prefix}e:{${hashToken(good.token)}}`
+    const entry = app.keys.entry(hashToken(good.token))
     expect(Object.keys(await app.dump())).toContain(entry)
     const ttl = await app.redis.pttl(entry)
     expect(ttl).toBeGreaterThan(0)
@@ -366,6 +366,6 @@ describe('Redis slowed through a proxy', () => {
 
     // The cached entry is untouched: a slow Redis is no reason to drop it.
     proxy.setDelay(0)
-    expect(Object.keys(await app.dump())).toContain(`${app.prefix}e:{${hashToken(good.token)}}`)
+    expect(Object.keys(await app.dump())).toContain(app.keys.entry(hashToken(good.token)))
   })
 })

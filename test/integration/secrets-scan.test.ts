@@ -148,7 +148,11 @@ describe('after a full workload', () => {
     const stored: string[] = []
     for (const k of keys) {
       const type = await admin.type(k)
-      const value = type === 'string' ? [(await admin.get(k)) ?? ''] : type === 'zset' ? await admin.zrange(k, 0, -1) : [`<${type}>`]
+      // Values and index members are bytes (src/cache/codec.ts, keys.ts): latin1 keeps every one of them.
+      const value =
+        type === 'string' ? [(await admin.getBuffer(k))?.toString('latin1') ?? '']
+        : type === 'zset' ? (await admin.zrangeBuffer(k, 0, -1)).map((m) => m.toString('latin1'))
+        : [`<${type}>`]
       stored.push(k, ...value)
     }
     const redisText = stored.join('\n')

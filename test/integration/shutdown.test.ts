@@ -2,6 +2,7 @@ import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { keyScheme } from '../../src/cache/keys.js'
 import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../support/env.js'
@@ -220,7 +221,7 @@ describe('SIGTERM with keep-alive clients', () => {
     proxy.setDelay(0)
     const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 })
     try {
-      for (const s of slow) expect(await redis.pttl(`${KEY_PREFIX}e:{${hashToken(s.token)}}`), 'fill of a read answered during the close').toBeGreaterThan(0)
+      for (const s of slow) expect(await redis.pttl(keyScheme(KEY_PREFIX).entry(hashToken(s.token))), 'fill of a read answered during the close').toBeGreaterThan(0)
     } finally {
       redis.disconnect()
     }

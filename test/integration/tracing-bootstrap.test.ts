@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { keyScheme } from '../../src/cache/keys.js'
 import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_REDIS_URL } from '../support/env.js'
@@ -145,7 +146,7 @@ describe('tracing bootstrap', () => {
     // The fill is in the background: wait until it has landed (so no write shares a pipeline with the next read).
     const redis = new Redis(TEST_REDIS_URL)
     try {
-      await eventually(async () => (await redis.exists(`${prefix}e:{${hashToken(token)}}`)) === 1, 10_000, 'the cache fill')
+      await eventually(async () => (await redis.exists(keyScheme(prefix).entry(hashToken(token)))) === 1, 10_000, 'the cache fill')
       expect(JSON.parse((await post(port, '/validate', { token }, headers)).body)).toMatchObject({ valid: true, source: 'redis' })
       await redis.del(...(await redis.keys(`${prefix}*`)))
     } finally {

@@ -86,7 +86,7 @@ describe('POST /validate', () => {
     await t.validate(token)
     await t.invalidate({ token })
     const dump = await t.dump()
-    expect(Object.keys(dump)).toContain(`${t.prefix}t:tok:{${hashToken(token)}}`)
+    expect(Object.keys(dump)).toContain(t.keys.tokenTombstone(hashToken(token)))
     expect(JSON.stringify(dump)).not.toContain(token)
     expect(t.logs.lines.length).toBeGreaterThan(0)
     expect(t.logs.text()).not.toContain(token)
@@ -110,9 +110,8 @@ describe('POST /validate', () => {
     expect((await t.invalidate({ userId: userGone.userId })).json()).toMatchObject({ invalidated: 1 })
     await t.settle()
 
-    const k = (suffix: string) => `${t.prefix}${suffix}`
-    const soonTtl = await t.redis.pttl(k(`e:{${hashToken(soon.token)}}`))
-    const laterTtl = await t.redis.pttl(k(`e:{${hashToken(later.token)}}`))
+    const soonTtl = await t.redis.pttl(t.keys.entry(hashToken(soon.token)))
+    const laterTtl = await t.redis.pttl(t.keys.entry(hashToken(later.token)))
     expect(soonTtl).toBeGreaterThan(0)
     expect(soonTtl).toBeLessThanOrEqual(5000)
     expect(laterTtl).toBeGreaterThan(290_000)
@@ -120,13 +119,13 @@ describe('POST /validate', () => {
 
     // Every kind of key is there, each with a TTL within its own bound, so the check below covers all of them.
     const bounds: Record<string, number> = {
-      [k(`e:{${hashToken(revoked.token)}}`)]: 10_000,
-      [k(`e:{${hashToken(unknown)}}`)]: 10_000,
-      [k(`sid:{${later.sessionId}}`)]: 300_000,
-      [k(`ui:{${later.userId}}`)]: 300_000,
-      [k(`t:tok:{${hashToken(gone.token)}}`)]: 30_000,
-      [k(`t:sid:{${gone.sessionId}}`)]: 30_000,
-      [k(`t:uid:{${userGone.userId}}`)]: 30_000,
+      [t.keys.entry(hashToken(revoked.token))]: 10_000,
+      [t.keys.entry(hashToken(unknown))]: 10_000,
+      [t.keys.sessionIndex(later.sessionId)]: 300_000,
+      [t.keys.userIndex(later.userId)]: 300_000,
+      [t.keys.tokenTombstone(hashToken(gone.token))]: 30_000,
+      [t.keys.sessionTombstone(gone.sessionId)]: 30_000,
+      [t.keys.userTombstone(userGone.userId)]: 30_000,
     }
     const keys = Object.keys(await t.dump())
     expect(keys).toEqual(expect.arrayContaining(Object.keys(bounds)))
@@ -147,7 +146,7 @@ describe('POST /validate', () => {
     await t.settle()
     expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'redis' })
     skewMs = expiresAt.getTime() - Date.now() + 1000
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(token)}}`)).toBe(1)
+    expect(await t.redis.exists(t.keys.entry(hashToken(token)))).toBe(1)
     expect((await t.validate(token)).json()).toEqual({ valid: false, reason: 'expired' })
   })
 
@@ -192,7 +191,7 @@ describe('POST /validate', () => {
   it('caches an unknown token negatively at its second miss: repeats then make two Postgres queries per negative TTL', async () => {
     const store = countingStore()
     t = await startTestApp({ db, env: { NEGATIVE_CACHE_TTL_SECONDS: '1' }, overrides: { wrapStore: store.wrap } })
-    const key = `${t.prefix}e:{${hashToken('unknown-token-1')}}`
+    const key = t.keys.entry(hashToken('unknown-token-1'))
     expect((await t.validate('unknown-token-1')).json()).toEqual({ valid: false, reason: 'not_found' })
     await t.settle()
     // A token asked once costs no Redis write: nothing was cached for it.
@@ -218,7 +217,7 @@ describe('POST /validate', () => {
       await t.settle()
     }
     expect(store.counter.lookups).toBe(1)
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken('unknown-token-2')}}`)).toBe(1)
+    expect(await t.redis.exists(t.keys.entry(hashToken('unknown-token-2')))).toBe(1)
   })
 
   it('with sliding TTL on, an entry lives SLIDING_TTL_IDLE_SECONDS, a hit extends it (throttled), never past the session’s expiry', async () => {
@@ -229,7 +228,7 @@ describe('POST /validate', () => {
     })
     const active = await db.insertSession()
     const ending = await db.insertSession({ expiresInMs: 1500 })
-    const key = (token: string) => `${t.prefix}e:{${hashToken(token)}}`
+    const key = (token: string) => t.keys.entry(hashToken(token))
     await t.validate(active.token)
     await t.validate(ending.token)
     await t.settle()
@@ -254,6 +253,6 @@ describe('POST /validate', () => {
     await new Promise((r) => setTimeout(r, 1200))
     await t.validate(token)
     await t.settle()
-    expect(await t.redis.pttl(`${t.prefix}e:{${hashToken(token)}}`)).toBeLessThan(2000)
+    expect(await t.redis.pttl(t.keys.entry(hashToken(token)))).toBeLessThan(2000)
   })
 })

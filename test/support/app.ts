@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { Redis, type RedisOptions } from 'ioredis'
 import { buildApp, type AppOverrides } from '../../src/app.js'
+import { createCacheCipher } from '../../src/cache/cipher.js'
+import { createAnswerCodec } from '../../src/cache/codec.js'
+import { keyScheme } from '../../src/cache/keys.js'
 import { loadConfig } from '../../src/config.js'
 import type { TestDatabase } from './database.js'
 import { TEST_REDIS_URL } from './env.js'
@@ -67,14 +70,17 @@ export async function startTestApp(options: TestAppOptions) {
   async function invalidate(body: Record<string, unknown>, headers: Record<string, string> = {}) {
     return app.inject({ method: 'POST', url: '/invalidate', payload: body, headers })
   }
-  /** Every key this app wrote, with its value (strings) or members (sets). */
+  /**
+   * Every key this app wrote, with its value (strings) or members (sets), as latin1 text: values and index members
+   * are bytes (src/cache/codec.ts, keys.ts), and latin1 keeps every byte, so a search for clear text means something.
+   */
   async function dump(): Promise<Record<string, string | string[]>> {
     const keys = await redis.keys(`${prefix}*`)
     const out: Record<string, string | string[]> = {}
     for (const key of keys) {
       const type = await redis.type(key)
-      if (type === 'string') out[key] = (await redis.get(key)) ?? ''
-      else if (type === 'zset') out[key] = await redis.zrange(key, 0, -1)
+      if (type === 'string') out[key] = (await redis.getBuffer(key))?.toString('latin1') ?? ''
+      else if (type === 'zset') out[key] = (await redis.zrangeBuffer(key, 0, -1)).map((m) => m.toString('latin1'))
     }
     return out
   }
@@ -83,6 +89,10 @@ export async function startTestApp(options: TestAppOptions) {
     app,
     config,
     prefix,
+    /** This app's key names (src/cache/keys.ts): tests pass token hashes and UUIDs, as the service does. */
+    keys: keyScheme(prefix),
+    /** Opens what this app wrote (its encryption keys, no memo): `codec.decode(tokenHash, raw)` for a value read raw. */
+    codec: createAnswerCodec(createCacheCipher(config.cache.encryptionKeys)),
     redis,
     logs,
     validate,

@@ -13,10 +13,15 @@ const silent = pino({ level: 'silent' })
 
 /**
  * The Redis SessionCache as the app builds it (pool + breaker + scripts), on any topology, for the contract suite.
- * Its keys are removed on close.
+ * Its keys are removed on close. `prefix` and `keyId` (of the one encryption key) shape key names and values, for a
+ * test that measures their size.
  */
-export async function redisCacheUnderTest(url: string, tombstoneTtlMs: number, topology: RedisTopology = { kind: 'single' }) {
-  const prefix = `ssc-contract-${randomBytes(4).toString('hex')}:`
+export async function redisCacheUnderTest(
+  url: string,
+  tombstoneTtlMs: number,
+  topology: RedisTopology = { kind: 'single' },
+  { prefix = `ssc-contract-${randomBytes(4).toString('hex')}:`, keyId = 'c1' }: { prefix?: string; keyId?: string } = {},
+) {
   const options = { url, topology, commandTimeoutMs: 1000, connectTimeoutMs: 5000 }
   const pool = createRedisPool({ ...options, min: 1, max: 4, acquireTimeoutMs: 5000 }, silent, defineCacheScripts)
   // As the app does on ready: the first connection is up (a Cluster client has read the slot map) before any command.
@@ -27,11 +32,13 @@ export async function redisCacheUnderTest(url: string, tombstoneTtlMs: number, t
     silent,
     { commandDone: () => undefined, breakerEvent: () => undefined },
   )
-  const codec = createAnswerCodec(createCacheCipher([{ id: 'c1', secret: randomBytes(32).toString('base64') }]))
-  const cache = createRedisSessionCache(breaker as unknown as GuardedRunner, keyScheme(prefix), tombstoneTtlMs, codec)
+  const codec = createAnswerCodec(createCacheCipher([{ id: keyId, secret: randomBytes(32).toString('base64') }]))
+  const keys = keyScheme(prefix)
+  const cache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs, codec)
   return {
     cache,
     prefix,
+    keys,
     async close() {
       // Every node's keys under the prefix (a Cluster spreads them), each removed by a plain connection to that node
       // (no cross-slot DEL, no Cluster client that could wait for the cluster's state), replicas' refusals ignored.

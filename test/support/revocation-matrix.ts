@@ -238,8 +238,8 @@ export function revocationMatrix(disturbance: Disturbance): void {
           // it is left in Redis either: the entry is gone, or holds a not-valid answer.
           await eventually(() => [a, b].every((x) => x.app.internals.revocation.feed.trusted()), bound + 2000, 'feeds caught up')
           await eventually(() => a.redis.status === 'ready', 5000, 'inspection connection back')
-          const raw = await a.redis.get(`${a.prefix}e:{${hashToken(session.token)}}`)
-          if (raw !== null) expect(JSON.parse(raw).sid, 'a valid entry is back in Redis').toBeUndefined()
+          const raw = await a.redis.getBuffer(a.keys.entry(hashToken(session.token)))
+          if (raw !== null) expect(a.codec.decode(hashToken(session.token), raw)?.valid, 'a valid entry is back in Redis').not.toBe(true)
         }
       })
     }

@@ -19,9 +19,9 @@ revocationMatrix({
     return { redisUrl: redis.url, close: () => redis.close() }
   },
   async before({ a, session }) {
-    const index = [`${a.prefix}sid:{${session.sessionId}}`, `${a.prefix}ui:{${session.userId}}`]
+    const index = [a.keys.sessionIndex(session.sessionId), a.keys.userIndex(session.userId)]
     expect(await a.redis.del(...index)).toBe(2)
-    expect(await a.redis.exists(`${a.prefix}e:{${hashToken(session.token)}}`)).toBe(1)
+    expect(await a.redis.exists(a.keys.entry(hashToken(session.token)))).toBe(1)
   },
   boundMs: (ending) => (ending.via === 'sql' ? 1000 : 0),
 })

@@ -206,7 +206,7 @@ describe('the feed on an instance', () => {
     await db.query('UPDATE $schema.user_sessions SET revoked_at = now() WHERE id = $1', [s.sessionId])
     const second = await startTestApp({ db, env })
     apps.push(second)
-    await eventually(async () => (await second.redis.exists(`${second.prefix}e:{${hashToken(s.token)}}`)) === 0, 3000, 'entry removed by replay')
+    await eventually(async () => (await second.redis.exists(second.keys.entry(hashToken(s.token)))) === 0, 3000, 'entry removed by replay')
     expect((await second.validate(s.token)).json()).toEqual({ valid: false, reason: 'revoked' })
   })
 
@@ -231,7 +231,7 @@ describe('the feed on an instance', () => {
       expect((await t.validate(s.token)).json()).toMatchObject({ valid: true, source: 'redis' })
       proxy.resume()
       await eventually(() => !t.app.internals.revocation.feed.trusted(), 5000, 'gap found')
-      expect(await t.redis.exists(`${t.prefix}e:{${hashToken(s.token)}}`)).toBe(1)
+      expect(await t.redis.exists(t.keys.entry(hashToken(s.token)))).toBe(1)
       expect((await t.validate(s.token)).json()).toEqual({ valid: false, reason: 'revoked' })
       const health = (await t.app.inject({ method: 'GET', url: '/health/redis' })).json()
       const { ttlSeconds, tombstoneTtlSeconds } = t.config.cache

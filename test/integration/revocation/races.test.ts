@@ -52,7 +52,7 @@ describe('races the outbox must win', () => {
     await t.settle()
 
     expect(outcomes).toEqual(['tombstoned'])
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(session.token)}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.entry(hashToken(session.token)))).toBe(0)
     expect((await t.validate(session.token)).json()).toEqual({ valid: false, reason: 'user_banned' })
   })
 
@@ -73,7 +73,7 @@ describe('races the outbox must win', () => {
     const session = await db.insertSession()
     expect((await t.validate(session.token)).json()).toMatchObject({ valid: true, source: 'postgres' })
     await t.settle()
-    expect(await t.redis.exists(`${t.prefix}e:{${hashToken(session.token)}}`)).toBe(0)
+    expect(await t.redis.exists(t.keys.entry(hashToken(session.token)))).toBe(0)
     expect(await metric(t, /^session_cache_writes_total\{kind="fill",outcome="skipped"\}/)).toBe(1)
     expect(await metric(t, /^session_cache_writes_total\{kind="fill",outcome="failed"\}/)).toBe(0)
     expect(t.logs.text()).not.toContain('cache write failed after retries')
@@ -115,8 +115,8 @@ describe('races the outbox must win', () => {
     expect(res.json()).toMatchObject({ code: 'SESSION_CACHE_UNAVAILABLE' })
     await t.settle()
     expect(failures).toBe(0)
-    expect(await t.redis.exists(`${t.prefix}sid:{${session.sessionId}}`)).toBe(0)
-    expect(await t.redis.exists(`${t.prefix}t:sid:{${session.sessionId}}`)).toBe(1)
+    expect(await t.redis.exists(t.keys.sessionIndex(session.sessionId))).toBe(0)
+    expect(await t.redis.exists(t.keys.sessionTombstone(session.sessionId))).toBe(1)
     expect(await metric(t, /^session_cache_writes_total\{kind="invalidate",outcome="written"\}/)).toBeGreaterThanOrEqual(1)
   })
 })

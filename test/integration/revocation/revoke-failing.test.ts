@@ -26,7 +26,7 @@ revocationMatrix({
   expectStatus: (ending) => (ending.name === '/invalidate by token' ? 200 : 503),
   async verify({ a, b, session }) {
     try {
-      expect(await a.redis.exists(`${a.prefix}e:{${hashToken(session.token)}}`), 'entry dropped before the answer').toBe(0)
+      expect(await a.redis.exists(a.keys.entry(hashToken(session.token))), 'entry dropped before the answer').toBe(0)
       for (let round = 0; round < 3; round++) {
         for (const app of [a, b]) {
           const x = await ask(app, session.token)

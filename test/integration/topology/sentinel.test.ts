@@ -155,7 +155,7 @@ describe('Redis Sentinel: failover under traffic', () => {
       const fresh = await db.insertSession()
       await a.validate(fresh.token)
       await a.settle()
-      return newMasterHas(`${a.prefix}e:{${hashToken(fresh.token)}}`)
+      return newMasterHas(a.keys.entry(hashToken(fresh.token)))
     }, resetTimeoutMs * 4 + 5000, 'a fill on the new master')
     // The two revoked mid-failover are not valid anywhere, and no valid entry of theirs is on the new master.
     for (const v of victims) for (const app of [a, b]) expect((await app.validate(v.token)).json().valid).toBe(false)
