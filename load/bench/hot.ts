@@ -259,7 +259,8 @@ async function main() {
     concurrent('stage', 'breaker open: the runner refuses', () => downBreaker.fire(noop).catch(doNothing), 'refused before opossum, one Error for all')
     concurrent('I/O', 'command: GET, pooled connection', () => client.getBuffer(entryKey), 'includes the Redis round trip; no per-command timer')
     concurrent('I/O', 'command: GET, ioredis commandTimeout', () => timedClient.getBuffer(entryKey), 'ioredis arms and deletes a timer per command')
-    concurrent('I/O', 'guarded GET (breaker, lease, timer)', () => breaker.fire(getOp, entryKey))
+    concurrent('I/O', 'guarded GET, one breaker call each', () => breaker.fire(getOp, entryKey), 'breaker, lease and timer per GET')
+    concurrent('I/O', 'guarded GET, one breaker call per turn', () => breaker.fireInTurn(getOp, entryKey), 'the hot path: a turn\'s GETs share one')
     concurrent('I/O', 'cache.get: guarded GET + decode', () => internals.cache.get(hash))
     // --- together
     sync('together', 'L1 hit: validateLocally (service)', () => withL1.internals.validator.validateLocally(hash))
@@ -315,7 +316,8 @@ function report(rows: Row[]) {
     `- L1 hit, sum of its stages (hash + L1 lookup + verdict + metrics + serialise): ` +
       `${f(us('hash') + us('L1: lookup') + us('verdict') + us('metrics') + us('serialise: response'))} µs; ` +
       `\`validateLocally\` + hash + serialise: ${f(us('L1 hit: validateLocally') + us('hash') + us('serialise: response'))} µs.`,
-    `- Guarding a command (breaker + lease + timer) over a bare GET: ${f(cpu('guarded GET') - cpu('command: GET, pooled'))} µs CPU per call; ` +
+    `- Guarding a GET over a bare GET, CPU per call: ${f(cpu('guarded GET, one breaker call each') - cpu('command: GET, pooled'))} µs with a breaker call each, ` +
+      `${f(cpu('guarded GET, one breaker call per turn') - cpu('command: GET, pooled'))} µs with one per turn; ` +
       `opossum alone over a plain async call: ${f(cpu('opossum') - cpu('promise'))} µs.`,
     `- The service's HTTP overhead over the bare route (inject, same schemas): L1 hit ${f(cpu('inject: service, L1') - cpu('inject: bare'))} µs CPU, ` +
       `Redis hit ${f(cpu('inject: service, Redis') - cpu('inject: bare'))} µs CPU per request.`,

@@ -28,7 +28,10 @@ export function defineCacheScripts(client: RedisClient): void {
 
 /** A cache operation: a plain function of a connection and its arguments, so that calling one needs no closure. */
 export type CacheOp = ((client: RedisClient, ...args: never[]) => Promise<unknown>) & { exclusive?: boolean }
-export type GuardedRunner = CircuitBreaker<[CacheOp, ...unknown[]], unknown>
+export type GuardedRunner = CircuitBreaker<[CacheOp, ...unknown[]], unknown> & {
+  /** As fire, batched with the other calls of the same event-loop turn (guarded-runner.ts): the hot path's read. */
+  fireInTurn(op: CacheOp, ...args: unknown[]): Promise<unknown>
+}
 
 /** After an invalidation: how many replicas must confirm it, and for how long to wait (0: do not). */
 export interface ReplicaAck {
@@ -69,6 +72,7 @@ export function createRedisSessionCache(
   ack: ReplicaAck = { replicas: () => 0, timeoutMs: 0 },
 ): SessionCache {
   const run = runner.fire.bind(runner) as (op: CacheOp, ...args: unknown[]) => Promise<unknown>
+  const runInTurn = runner.fireInTurn
   const channel = keys.invalidationChannel
 
   /**
@@ -121,7 +125,7 @@ export function createRedisSessionCache(
 
   return {
     async get(tokenHash) {
-      const raw = (await run(getOp as CacheOp, keys.entry(tokenHash))) as Buffer | null
+      const raw = (await runInTurn(getOp as CacheOp, keys.entry(tokenHash))) as Buffer | null
       return raw === null ? null : codec.decode(tokenHash, raw)
     },
 

@@ -1,6 +1,6 @@
 import type { RedisClient } from './client.js'
 import type { Log } from '../service/observer.js'
-import { createBreaker, type BreakerEvent, type BreakerOptions, type BreakerState } from './breaker.js'
+import { createBreaker, isNotAnOutage, type BreakerEvent, type BreakerOptions, type BreakerState } from './breaker.js'
 import { createTurnLease, type RedisPool } from './pool.js'
 
 /** An operation on a pooled connection; `exclusive` ones hold theirs until they finish (WAIT counts its writes). */
@@ -28,10 +28,41 @@ async function exclusively(pool: RedisPool, op: (c: RedisClient, ...a: unknown[]
  */
 const REFUSED = Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
 
+/** One call waiting for its event-loop turn's batch. */
+interface Waiter {
+  op: (c: RedisClient, ...a: unknown[]) => Promise<unknown>
+  args: unknown[]
+  resolve(value: unknown): void
+  reject(err: unknown): void
+}
+
+/**
+ * A turn's batch on one connection: every call is issued in the same tick (ioredis sends them as one pipeline) and
+ * each caller gets its own reply as it comes. The batch fails, for the breaker, if any call met an outage (a reply
+ * error such as WRONGTYPE only fails its own caller).
+ */
+const runBatch: PooledOp = async (client: RedisClient, waiters: Waiter[]) => {
+  let outage: unknown
+  await Promise.all(
+    waiters.map((w) =>
+      w.op(client, ...w.args).then(w.resolve, (err: unknown) => {
+        w.reject(err)
+        if (!isNotAnOutage(err)) outage ??= err
+      }),
+    ),
+  )
+  if (outage !== undefined) throw outage
+}
+
 /**
  * Breaker → pool (a connection leased per event-loop turn) → connection: the one path by which the cache reaches
  * Redis. The breaker's per-call timeout is the operation's one deadline (pooled connections have no per-command
  * timer: pool.ts).
+ *
+ * `fireInTurn` is the hot path's way in: the calls made during one event-loop turn (the requests of every socket read
+ * in that turn) go through the breaker together, once, when the turn ends (setImmediate). So opossum's per-call work
+ * (its promise chain, events, timer) is paid once per turn, and the turn's pipeline has one deadline; a timeout or an
+ * open breaker answers every call of the batch at once.
  */
 export function createGuardedRunner(pool: RedisPool, options: BreakerOptions, log: Log, hooks: RunnerHooks) {
   const lease = createTurnLease(pool)
@@ -52,6 +83,15 @@ export function createGuardedRunner(pool: RedisPool, options: BreakerOptions, lo
     )
   }
   const breaker = createBreaker<[PooledOp, ...unknown[]], unknown>(action, options, log, hooks.breakerEvent)
+  let batch: Waiter[] = []
+  const flush = () => {
+    const waiters = batch
+    batch = []
+    breaker.fire(runBatch, waiters).catch((err: unknown) => {
+      // The batch as a whole failed (timeout, open breaker, no connection): whoever has no reply yet gets this error.
+      for (const w of waiters) w.reject(err)
+    })
+  }
   // While the breaker is open (not half-open: opossum lets its trial call through), refuse before opossum does,
   // counted as the same 'reject' event, with the error made once.
   const fire = breaker.fire.bind(breaker)
@@ -60,5 +100,15 @@ export function createGuardedRunner(pool: RedisPool, options: BreakerOptions, lo
     hooks.breakerEvent('reject', 'open')
     return Promise.reject(REFUSED)
   }
-  return breaker
+  function fireInTurn(op: PooledOp, ...args: unknown[]): Promise<unknown> {
+    if (breaker.opened) {
+      hooks.breakerEvent('reject', 'open')
+      return Promise.reject(REFUSED)
+    }
+    return new Promise((resolve, reject) => {
+      if (batch.length === 0) setImmediate(flush)
+      batch.push({ op: op as Waiter['op'], args, resolve, reject })
+    })
+  }
+  return Object.assign(breaker, { fireInTurn })
 }

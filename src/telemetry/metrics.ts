@@ -142,7 +142,9 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
   })
   const redisCommandDuration = new Histogram({
     name: 'redis_command_duration_seconds',
-    help: 'Redis command round trips (through pool and breaker), by outcome.',
+    help:
+      'Redis round trips through pool and breaker, by outcome: one per cache operation (a fill step, an invalidation), ' +
+      "and one per event-loop turn for the validations' reads (pipelined together).",
     labelNames: ['outcome'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [registry],
