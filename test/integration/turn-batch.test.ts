@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { CacheOp } from '../../src/cache/redis-session-cache.js'
 import type { RedisClient } from '../../src/redis/client.js'
 import { createGuardedRunner } from '../../src/redis/guarded-runner.js'
-import { closeRedisPool, createRedisPool, type RedisPool } from '../../src/redis/pool.js'
+import { closeRedisPool, createRedisPool, withConnection, type RedisPool } from '../../src/redis/pool.js'
 import { TEST_REDIS_URL } from '../support/env.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
@@ -96,5 +96,19 @@ describe('reads batched per event-loop turn', () => {
     expect(roundTrips()).toBe(0)
     expect(events).toContain('reject')
     runner.close()
+  })
+
+  it('a pooled connection has no per-command timer, yet withConnection holds a stalled command to the pool deadline', async () => {
+    proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(TEST_REDIS_URL).port || 6379) })
+    await runnerOn(`redis://127.0.0.1:${proxy.port}`)
+    const client = await pool!.acquire()
+    void pool!.release(client)
+    expect((client as { options: { commandTimeout?: number } }).options.commandTimeout).toBeUndefined()
+    proxy.setDelay(10 * BREAKER.timeoutMs)
+    const started = performance.now()
+    await expect(withConnection(pool!, (c) => c.ping())).rejects.toMatchObject({ name: 'RedisDeadlineError' })
+    const waitedMs = performance.now() - started
+    expect(waitedMs).toBeGreaterThanOrEqual(BREAKER.timeoutMs - 5)
+    expect(waitedMs).toBeLessThan(5 * BREAKER.timeoutMs)
   })
 })
