@@ -1,8 +1,5 @@
-import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import underPressure from '@fastify/under-pressure'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import pino, { type DestinationStream } from 'pino'
 import { createCacheCipher } from './cache/cipher.js'
 import { createAnswerCodec } from './cache/codec.js'
@@ -13,8 +10,8 @@ import { createLocalSessionCache } from './cache/local-session-cache.js'
 import type { Config } from './config.js'
 import type { SessionCache, SessionStore } from './domain/ports.js'
 import { healthReport } from './health/report.js'
-import { Errors } from './errors.js'
 import { createDrain, within } from './http/drain.js'
+import { createFastify, loadSheddingOptions } from './http/fastify-setup.js'
 import { registerErrorHandling } from './http/error-handler.js'
 import { healthRoutes } from './http/routes/health.js'
 import { invalidateRoute } from './http/routes/invalidate.js'
@@ -29,7 +26,6 @@ import { boundStore } from './store/bounded-store.js'
 import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
 import { wireRedis } from './wiring/redis.js'
 import { wireRevocation } from './wiring/revocation.js'
-import { lazyChildLoggerFactory } from './telemetry/lazy-child-logger.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
 import { createMetrics } from './telemetry/metrics.js'
 import { startPoller, type Poller } from './telemetry/poller.js'
@@ -45,14 +41,6 @@ export interface AppOverrides {
   now?: () => number
 }
 
-const REQUEST_ID = /^[\w.:-]{1,128}$/
-
-/** Honours a caller's x-request-id when it is safe to log; otherwise makes one. */
-function requestId(req: IncomingMessage): string {
-  const header = req.headers['x-request-id']
-  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
-}
-
 /**
  * The one composition root: constructs every adapter, wires the service, registers routes, and closes on app.close()
  * whatever it opened, in reverse order.
@@ -65,21 +53,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     ? pino(loggerOptions({ ...config.log, pretty: false }, logExtra), overrides.logStream)
     : pino(loggerOptions(config.log, logExtra))
 
-  const app = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
-    childLoggerFactory: lazyChildLoggerFactory,
-    // No per-request lines at info: they cost throughput on the hot path; debug turns them on (below).
-    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
-    requestIdHeader: false,
-    genReqId: requestId,
-    bodyLimit: config.http.bodyLimitBytes,
-    // A client that trickles its request (slowloris) is cut off after this.
-    requestTimeout: config.http.requestTimeoutMs,
-    // Our own onRequest check answers SHUTTING_DOWN (with code and Retry-After) instead of Fastify's bare 503.
-    return503OnClosing: false,
-    forceCloseConnections: 'idle',
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-  }).withTypeProvider<TypeBoxTypeProvider>()
+  const app = createFastify(config, logger)
   const log = app.log
 
   let ready = false
@@ -304,19 +278,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   // The session routes shed load (503 OVERLOADED) while the event loop lags; health and metrics stay outside this
   // scope, so probes keep seeing the truth.
   await app.register(async (sessions) => {
-    const { maxEventLoopDelayMs, maxEventLoopUtilization, sampleIntervalMs } = config.loadShedding
-    // Not registered at all when both limits are off: the plugin's event-loop histogram is never disabled once on.
-    if (maxEventLoopDelayMs > 0 || maxEventLoopUtilization > 0) {
-      await sessions.register(underPressure, {
-        maxEventLoopDelay: maxEventLoopDelayMs,
-        maxEventLoopUtilization,
-        // Utilisation over the last sample, not since start-up (the default), so shedding stops when the load does.
-        eventLoopUtilizationMode: 'interval',
-        sampleInterval: sampleIntervalMs,
-        retryAfter: config.http.retryAfterSeconds,
-        customError: Errors.Overloaded,
-      })
-    }
+    const shedding = loadSheddingOptions(config)
+    if (shedding) await sessions.register(underPressure, shedding)
     await sessions.register(validateRoute, {
       validator: tracedValidator,
       tokenMaxLength: config.http.tokenMaxLength,

@@ -59,7 +59,7 @@ const say = (line: string) => process.stdout.write(`${line}\n`)
 
 interface Scenario {
   name: string
-  target: 'bare' | 'lean-redis' | 'pg-only' | 'service'
+  target: 'bare' | 'framework' | 'lean-redis' | 'pg-only' | 'service'
   tokens: 'valid' | 'unique'
   env?: Record<string, string>
   /** Redis behind the service: the single node (REDIS_URL) unless this; started once for the run (topologies.ts). */
@@ -309,6 +309,12 @@ async function main() {
   const closedRedisPort = await freePort()
   const scenarios: Scenario[] = [
     { name: 'bare route', target: 'bare', tokens: 'valid', about: 'Fastify, same schemas, constant answer' },
+    {
+      name: 'framework setup',
+      target: 'framework',
+      tokens: 'valid',
+      about: "the service's Fastify setup (logger, request ids and their header, load shedding), constant answer",
+    },
     { name: 'postgres only', target: 'pg-only', tokens: 'valid', about: 'full service, cache never hits' },
     { name: 'lean redis', target: 'lean-redis', tokens: 'valid', warm: true, about: 'SHA-256 + one autopipelined GET, nothing else' },
     { name: 'service: hit', target: 'service', tokens: 'valid', warm: true, about: 'pool + breaker + metrics + logs at info' },
@@ -543,6 +549,12 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
       target: '≥ 0.85× req/s; p99 ≤ 1.5×',
       measured: `${x(ratio(hit, bare))} req/s; p99 ${x(p99(hit, bare))}`,
       met: ratio(hit, bare) >= 0.85 && p99(hit, bare) <= 1.5,
+    },
+    {
+      path: "the service's Fastify setup, no cache work (× bare route)",
+      target: 'what the framework setup costs',
+      measured: `${x(ratio(row('framework setup'), bare))} req/s; CPU per request ${cpuRatio(row('framework setup'), bare)}`,
+      met: null,
     },
     { path: 'lean Redis path (× bare route)', target: 'the ceiling the service should approach', measured: `${x(ratio(lean, bare))} req/s; p99 ${x(p99(lean, bare))}`, met: null },
     {

@@ -1,6 +1,8 @@
 /**
  * One benchmark target, run as its own process so it has the event loop to itself:
  *   bare        Fastify, same schemas, a constant valid answer (the framework's ceiling)
+ *   framework   the service's Fastify setup (logger, request ids and their header, load shedding, limits), same schemas,
+ *               the constant answer: what the setup costs before any cache work
  *   lean-redis  Fastify + SHA-256 + one autopipelined ioredis GET, no pool/breaker/metrics (the DESIGN's lean path)
  *   pg-only     the full service with a cache that never hits (the no-cache baseline)
  *   service     the full service (pool, breaker, metrics, logging at the default level)
@@ -15,14 +17,36 @@ import { keyScheme } from '../../src/cache/keys.js'
 import { loadConfig } from '../../src/config.js'
 import type { SessionCache } from '../../src/domain/ports.js'
 import { hashToken } from '../../src/domain/token.js'
-import { ValidateBody, ValidateResponse } from '../../src/http/schemas.js'
-import { bareApp } from './bare-route.js'
+import underPressure from '@fastify/under-pressure'
+import pino from 'pino'
+import { createFastify, loadSheddingOptions } from '../../src/http/fastify-setup.js'
+import { ErrorResponse, ValidateBody, ValidateResponse } from '../../src/http/schemas.js'
+import { loggerOptions } from '../../src/telemetry/logger.js'
+import { bareApp, constantAnswer } from './bare-route.js'
 
 const mode = process.argv[2] ?? 'service'
 const config = loadConfig()
 
 async function bare() {
   return bareApp(config.http.tokenMaxLength)
+}
+
+async function framework() {
+  const app = createFastify(config, pino(loggerOptions(config.log)))
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
+    done()
+  })
+  await app.register(async (sessions) => {
+    const shedding = loadSheddingOptions(config)
+    if (shedding) await sessions.register(underPressure, shedding)
+    sessions.post(
+      '/validate',
+      { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } } },
+      async () => constantAnswer,
+    )
+  })
+  return app
 }
 
 async function leanRedis() {
@@ -51,6 +75,7 @@ const neverHits = (cache: SessionCache): SessionCache => ({
 
 const app =
   mode === 'bare' ? await bare()
+  : mode === 'framework' ? await framework()
   : mode === 'lean-redis' ? await leanRedis()
   : await buildApp(config, mode === 'pg-only' ? { wrapCache: neverHits } : {})
 
