@@ -267,6 +267,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     postgres: validationDuration.labels('postgres'),
   }
   const pgQueryChild = new Map<string, ReturnType<typeof pgQueryDuration.labels>>()
+  const cacheWriteChild = new Map<string, ReturnType<typeof cacheWrites.labels>>()
   const commandOk = redisCommandDuration.labels('ok')
   const commandError = redisCommandDuration.labels('error')
   const counts = { hits: 0, misses: 0 }
@@ -305,7 +306,11 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       singleFlight.inc()
     },
     cacheWrite(kind: CacheWriteKind, outcome: CacheWriteOutcome) {
-      cacheWrites.labels(kind, outcome).inc()
+      // Once per request while Redis is down (every fill is skipped): bound once per pair, not looked up each time.
+      const key = `${kind}:${outcome}`
+      let child = cacheWriteChild.get(key)
+      if (!child) cacheWriteChild.set(key, (child = cacheWrites.labels(kind, outcome)))
+      child.inc()
     },
     invalidated(kind, entries, revoked) {
       invalidationRequests.labels(kind).inc()
