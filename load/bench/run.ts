@@ -505,8 +505,10 @@ async function main() {
   const hotEnd = previous.indexOf(HOT_SECTION.end)
   const hot = hotStart >= 0 && hotEnd > hotStart ? previous.slice(hotStart, hotEnd + HOT_SECTION.end.length) : ''
   const withHot = hot ? `${withTriggers.replace(/\n*$/, '\n\n')}${hot}\n` : withTriggers
-  const soak = previous.search(/^## Soak$/m)
-  const file = soak < 0 ? withHot : `${withHot.replace(/\n*$/, '\n\n')}${previous.slice(soak)}`
+  // The soak's section (its own generator) follows; the cost model, wherever it stood, is not carried twice.
+  const withoutHot = hot ? previous.replace(hot, '').replace(/\n{3,}/g, '\n\n') : previous
+  const soak = withoutHot.search(/^## Soak$/m)
+  const file = soak < 0 ? withHot : `${withHot.replace(/\n*$/, '\n\n')}${withoutHot.slice(soak)}`
   writeFileSync(benchFile, file)
   // README's Performance section carries the same targets table, from this run (between its markers).
   const readmeFile = path.join(root, 'README.md')
