@@ -94,17 +94,15 @@ export function createGuardedRunner(pool: RedisPool, options: BreakerOptions, lo
   }
   // While the breaker is open (not half-open: opossum lets its trial call through), refuse before opossum does,
   // counted as the same 'reject' event, with the error made once.
-  const fire = breaker.fire.bind(breaker)
-  breaker.fire = (...args: [PooledOp, ...unknown[]]) => {
-    if (!breaker.opened) return fire(...args)
+  const refuse = () => {
     hooks.breakerEvent('reject', 'open')
     return Promise.reject(REFUSED)
   }
+  const fire = breaker.fire.bind(breaker)
+  breaker.fire = (...args: [PooledOp, ...unknown[]]) => (breaker.opened ? refuse() : fire(...args))
   function fireInTurn(op: PooledOp, ...args: unknown[]): Promise<unknown> {
-    if (breaker.opened) {
-      hooks.breakerEvent('reject', 'open')
-      return Promise.reject(REFUSED)
-    }
+    // Refused now rather than at the turn's end: a request while Redis is down does not wait for the batch.
+    if (breaker.opened) return refuse()
     return new Promise((resolve, reject) => {
       if (batch.length === 0) setImmediate(flush)
       batch.push({ op: op as Waiter['op'], args, resolve, reject })

@@ -31,6 +31,20 @@ export interface MetricsOptions {
 const BREAKER_EVENTS = ['open', 'halfOpen', 'close', 'reject', 'timeout', 'failure', 'fallback'] as const
 
 /**
+ * A metric's child for one or two label values, made once and remembered: prom-client's labels() builds and hashes
+ * a label object on every call, which costs more than the increment itself on the request path.
+ */
+function boundChildren<C>(make: (a: string, b: string) => C): (a: string, b?: string) => C {
+  const children = new Map<string, C>()
+  return (a, b = '') => {
+    const key = `${a}\u0000${b}`
+    let child = children.get(key)
+    if (child === undefined) children.set(key, (child = make(a, b)))
+    return child
+  }
+}
+
+/**
  * One registry per app (tests build many). Labels are small closed sets: never a token, hash or user id. (The one
  * exception in kind, session_hot_key_requests's `key`, is 8 hex characters of a token's hash, never more, for at most
  * TELEMETRY_HOT_KEYS_TOP_K series at a time.)
@@ -181,12 +195,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
   const breakerStateChild = breakerState.labels('redis')
   breakerStateChild.set(0)
   // Bound once: while the breaker is open every request counts a 'reject', and a label lookup costs more than the rest.
-  const breakerEventChild = new Map<string, ReturnType<typeof breakerEvents.labels>>()
-  const breakerEventCounter = (event: string) => {
-    let child = breakerEventChild.get(event)
-    if (!child) breakerEventChild.set(event, (child = breakerEvents.labels('redis', event)))
-    return child
-  }
+  const breakerEventCounter = boundChildren((event) => breakerEvents.labels('redis', event))
   for (const event of BREAKER_EVENTS) breakerEventCounter(event).inc(0)
   const breakerFallback = breakerEventCounter('fallback')
 
@@ -260,27 +269,22 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
   const windowStart = { hits: 0, misses: 0 }
 
   // Children bound once: the hot path does no label hashing.
-  const validationChild = new Map<string, ReturnType<typeof validations.labels>>()
+  const validationChild = boundChildren((result, source) => validations.labels(result, source))
   const durationChild = {
     l1: validationDuration.labels('l1'),
     redis: validationDuration.labels('redis'),
     postgres: validationDuration.labels('postgres'),
   }
-  const pgQueryChild = new Map<string, ReturnType<typeof pgQueryDuration.labels>>()
-  const cacheWriteChild = new Map<string, ReturnType<typeof cacheWrites.labels>>()
+  const pgQueryChild = boundChildren((query, outcome) => pgQueryDuration.labels(query, outcome))
+  // Once per request while Redis is down (every fill is skipped).
+  const cacheWriteChild = boundChildren((kind, outcome) => cacheWrites.labels(kind, outcome))
   const commandOk = redisCommandDuration.labels('ok')
   const commandError = redisCommandDuration.labels('error')
   const counts = { hits: 0, misses: 0 }
 
   const observer: ServiceObserver = {
     validated(source: AnswerSource, result: 'valid' | InvalidReason, seconds: number) {
-      const key = source + result
-      let child = validationChild.get(key)
-      if (!child) {
-        child = validations.labels(result, source)
-        validationChild.set(key, child)
-      }
-      child.inc()
+      validationChild(result, source).inc()
       durationChild[source].observe(seconds)
     },
     cacheLookup(outcome: CacheLookupOutcome, tokenHash: string) {
@@ -306,11 +310,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       singleFlight.inc()
     },
     cacheWrite(kind: CacheWriteKind, outcome: CacheWriteOutcome) {
-      // Once per request while Redis is down (every fill is skipped): bound once per pair, not looked up each time.
-      const key = `${kind}:${outcome}`
-      let child = cacheWriteChild.get(key)
-      if (!child) cacheWriteChild.set(key, (child = cacheWrites.labels(kind, outcome)))
-      child.inc()
+      cacheWriteChild(kind, outcome).inc()
     },
     invalidated(kind, entries, revoked) {
       invalidationRequests.labels(kind).inc()
@@ -333,10 +333,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       breakerStateChild.set(BREAKER_STATE_VALUE[state])
     },
     pgQueryDone(query: string, ok: boolean, seconds: number) {
-      const key = ok ? query : `${query}\u0000error`
-      let child = pgQueryChild.get(key)
-      if (!child) pgQueryChild.set(key, (child = pgQueryDuration.labels(query, ok ? 'ok' : 'error')))
-      child.observe(seconds)
+      pgQueryChild(query, ok ? 'ok' : 'error').observe(seconds)
     },
     drainRequest(outcome: 'served' | 'turned_away') {
       drainRequests.labels(outcome).inc()
