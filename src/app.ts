@@ -145,6 +145,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       slidingMinIntervalMs: config.cache.slidingMinIntervalSeconds * 1000,
       slidingIdleMs: config.cache.slidingIdleSeconds * 1000,
       localTtlMs: config.cache.localTtlMs,
+      localRefreshAheadMs: config.cache.localRefreshAheadMs,
     },
   })
   startInvalidationFeed(subscriber, keys.invalidationChannel, local, log, validator.noteInvalidation)
@@ -321,6 +322,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   app.addHook('onClose', async () => {
     ready = false
     drain.closed()
+    validator.stop()
     await Promise.all(pollers.map((poller) => poller.stop()))
     // Writes already started (fills, invalidation retries) get what is left of SHUTDOWN_TIMEOUT_MS before their
     // connections close; whatever is still retrying then is given up, and said so.

@@ -239,6 +239,14 @@ export const EnvSchema = Type.Object({
     'In-process L1 tier in front of Redis; 0 turns it off. Kept coherent across instances by Redis pub/sub, but another ' +
       'instance may still answer from its L1 for the moment the message takes to arrive: see docs/architecture.md.',
   ),
+  L1_CACHE_REFRESH_AHEAD_PERCENT: Int(
+    25,
+    0,
+    90,
+    'An L1 answer asked for in the last this-many percent of its L1 life is re-read from Redis in the background ' +
+      '(batched), so a hot session stays in L1 instead of costing a request a Redis round trip; its life is not ' +
+      'extended beyond what a Redis hit gives. 0 turns it off.',
+  ),
   L1_CACHE_MAX_ENTRIES: Int(10_000, 100, 1_000_000, 'Most answers the L1 tier holds (least recently used go first).'),
   CACHE_ENCRYPTION_KEYS: Type.Optional(
     Type.String({
@@ -463,6 +471,7 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
       slidingMinIntervalSeconds: env.SLIDING_TTL_MIN_INTERVAL_SECONDS,
       slidingIdleSeconds: env.SLIDING_TTL_IDLE_SECONDS,
       localTtlMs: env.L1_CACHE_TTL_MS,
+      localRefreshAheadMs: Math.floor((env.L1_CACHE_TTL_MS * env.L1_CACHE_REFRESH_AHEAD_PERCENT) / 100),
       localMaxEntries: env.L1_CACHE_MAX_ENTRIES,
       encryptionKeys: secure.encryptionKeys,
       /** True when no CACHE_ENCRYPTION_KEYS were given and a random per-process key is used (never in production). */

@@ -34,6 +34,9 @@ export function createLocalSessionCache(maxEntries: number) {
     get(tokenHash) {
       return active ? entries.get(tokenHash) : undefined
     },
+    remainingMs(tokenHash) {
+      return entries.getRemainingTTL(tokenHash)
+    },
     set(tokenHash, answer, ttlMs, seenGeneration) {
       if (!active || seenGeneration !== generation || ttlMs <= 0) return
       entries.set(tokenHash, answer, { ttl: Math.floor(ttlMs) })

@@ -45,6 +45,8 @@ export interface SessionCache {
 export interface LocalCache {
   generation(): number
   get(tokenHash: string): SessionAnswer | undefined
+  /** What is left of an answer's life here, in ms (0 when there is none). */
+  remainingMs(tokenHash: string): number
   /** Stores the answer unless an invalidation was seen since `generation` was read, or the tier is suspended. */
   set(tokenHash: string, answer: SessionAnswer, ttlMs: number, generation: number): void
   evict(targets: InvalidationTarget[]): void

@@ -3,6 +3,7 @@ import type { LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
 import type { AnswerSource, SessionAnswer } from '../domain/session.js'
 import { judge, stillValid } from '../domain/verdict.js'
 import { GiveUp, type BackgroundWrites } from './background-writes.js'
+import { createL1Refresher } from './l1-refresh.js'
 import type { Log, ServiceObserver } from './observer.js'
 
 export interface ValidatorOptions {
@@ -18,6 +19,8 @@ export interface ValidatorOptions {
   slidingIdleMs: number
   /** Life of an answer in the L1 tier (when there is one). */
   localTtlMs: number
+  /** An L1 answer asked for with less than this left of its life is re-read from Redis in the background; 0: never. */
+  localRefreshAheadMs?: number
 }
 
 export interface ValidatorDeps {
@@ -45,6 +48,8 @@ export type Validation = SessionAnswer & { source: AnswerSource }
 const SLIDE_MEMORY_LIMIT = 50_000
 /** Not-valid tokens remembered for the negative-fill threshold; a flood of distinct ones evicts the oldest. */
 const NOT_VALID_MEMORY = 10_000
+/** Longest wait of a queued L1 refresh for others to go out with (a small fraction of any refresh-ahead window). */
+const REFRESH_BATCH_WINDOW_MS = 5
 
 /**
  * Cache-aside: [L1 →] Redis → Postgres → fill Redis in the background. A cache failure is a miss, never an answer; a
@@ -97,6 +102,19 @@ export function createValidator(deps: ValidatorDeps) {
     // A cached "not valid" answer does not say when it was read: its L1 copy counts from now (it cannot resurrect).
     local.set(tokenHash, answer, ttlFor(answer, at, answer.valid ? answer.entry.readAtMs : at, options.localTtlMs), generation)
   }
+
+  const refreshAheadMs = local ? (options.localRefreshAheadMs ?? 0) : 0
+  const refresher =
+    local && refreshAheadMs > 0
+      ? createL1Refresher({
+          cache,
+          local,
+          cacheTrusted: deps.cacheTrusted,
+          cacheAvailable: deps.cacheAvailable,
+          keep: (tokenHash, cached, generation) => keepLocally(tokenHash, stillValid(cached, now()), generation),
+          batchWindowMs: Math.min(REFRESH_BATCH_WINDOW_MS, Math.floor(refreshAheadMs / 2)),
+        })
+      : undefined
 
   function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): Promise<void> {
     if (!deps.cacheAvailable()) {
@@ -166,6 +184,7 @@ export function createValidator(deps: ValidatorDeps) {
     if (!local || !deps.cacheTrusted()) return undefined
     const kept = local.get(tokenHash)
     if (!kept) return undefined
+    if (refresher && local.remainingMs(tokenHash) < refreshAheadMs) refresher.queue(tokenHash)
     const started = performance.now()
     const answer = stillValid(kept, now())
     observer.cacheLookup(kept.valid ? 'hit' : 'negative', tokenHash)
@@ -213,6 +232,14 @@ export function createValidator(deps: ValidatorDeps) {
     /** Called on every invalidation, before it is acknowledged: later requests no longer join earlier reads. */
     noteInvalidation() {
       epoch++
+    },
+    /** Stops L1 refresh-ahead (nothing queued is sent): called on close, before the Redis connections close. */
+    stop() {
+      refresher?.stop()
+    },
+    /** L1 answers waiting to be re-read (for tests and health). */
+    refreshesQueued(): number {
+      return refresher?.queued ?? 0
     },
     /** How many invalidations this instance has heard of (its own, others' by pub/sub, the outbox's). */
     get epoch() {
