@@ -240,12 +240,13 @@ export const EnvSchema = Type.Object({
       'instance may still answer from its L1 for the moment the message takes to arrive: see docs/architecture.md.',
   ),
   L1_CACHE_REFRESH_AHEAD_PERCENT: Int(
-    25,
+    0,
     0,
     90,
     'An L1 answer asked for in the last this-many percent of its L1 life is re-read from Redis in the background ' +
       '(batched), so a hot session stays in L1 instead of costing a request a Redis round trip; its life is not ' +
-      'extended beyond what a Redis hit gives. 0 turns it off.',
+      'extended beyond what a Redis hit gives. 0 (the default) turns it off: it costs more Redis reads and showed no ' +
+      'throughput gain in npm run bench (docs/architecture.md).',
   ),
   L1_CACHE_MAX_ENTRIES: Int(10_000, 100, 1_000_000, 'Most answers the L1 tier holds (least recently used go first).'),
   CACHE_ENCRYPTION_KEYS: Type.Optional(

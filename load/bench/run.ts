@@ -54,7 +54,7 @@ const say = (line: string) => process.stdout.write(`${line}\n`)
 
 interface Scenario {
   name: string
-  target: 'bare' | 'framework' | 'lean-redis' | 'pg-only' | 'service'
+  target: 'bare' | 'framework' | 'lean-redis' | 'lean-l1' | 'pg-only' | 'service'
   tokens: 'valid' | 'unique'
   env?: Record<string, string>
   /** Redis behind the service: the single node (REDIS_URL) unless this; started once for the run (topologies.ts). */
@@ -311,6 +311,12 @@ async function main() {
       about: "the service's Fastify setup (logger, request ids and their header, load shedding), constant answer",
     },
     { name: 'postgres only', target: 'pg-only', tokens: 'valid', about: 'full service, cache never hits' },
+    {
+      name: 'lean L1',
+      target: 'lean-l1',
+      tokens: 'valid',
+      about: "the service's Fastify setup + SHA-256 + a Map lookup of the session's answer, no I/O: an L1 hit's floor",
+    },
     { name: 'lean redis', target: 'lean-redis', tokens: 'valid', warm: true, about: 'SHA-256 + one autopipelined GET, nothing else' },
     { name: 'service: hit', target: 'service', tokens: 'valid', warm: true, about: 'pool + breaker + metrics + logs at info' },
     {
@@ -537,6 +543,7 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
   const hit = row('service: hit')
   const l1 = row('service: hit, L1 on')
   const lean = row('lean redis')
+  const leanL1 = row('lean L1')
   const miss = row('service: miss')
   const down = row('service: redis down')
   const total = bytes ? bytes.entry + bytes.indexes : NaN
@@ -561,6 +568,18 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
       met: null,
     },
     { path: 'hit path with L1 on (× bare route)', target: '≥ 0.95× req/s', measured: `${x(ratio(l1, bare))} req/s`, met: ratio(l1, bare) >= 0.95 },
+    {
+      path: 'lean L1 path: setup + hash + in-memory lookup (× bare route)',
+      target: 'the floor of an L1 hit',
+      measured: `${x(ratio(leanL1, bare))} req/s; CPU per request ${leanL1 ? cpuRatio(leanL1, bare) : 'not measured'}`,
+      met: null,
+    },
+    {
+      path: 'hit path with L1 on against the lean L1 path',
+      target: 'what the service adds around an L1 lookup',
+      measured: leanL1 ? `${x(ratio(l1, leanL1))} req/s; CPU per request ${cpuRatio(l1, leanL1)}` : 'not measured',
+      met: null,
+    },
     { path: 'miss path, unknown token every time (× Postgres only)', target: '≥ 0.9× req/s', measured: `${x(ratio(miss, pgOnly))} req/s`, met: ratio(miss, pgOnly) >= 0.9 },
     { path: 'Redis down, breaker open (× Postgres only)', target: '≥ 0.95× req/s', measured: `${x(ratio(down, pgOnly))} req/s`, met: ratio(down, pgOnly) >= 0.95 },
     {

@@ -4,6 +4,7 @@
  *   framework   the service's Fastify setup (logger, request ids and their header, load shedding, limits), same schemas,
  *               the constant answer: what the setup costs before any cache work
  *   lean-redis  Fastify + SHA-256 + one autopipelined ioredis GET, no pool/breaker/metrics (the DESIGN's lean path)
+ *   lean-l1     the framework target + SHA-256 + a Map lookup of that session's answer: the floor of an L1 hit
  *   pg-only     the full service with a cache that never hits (the no-cache baseline)
  *   service     the full service (pool, breaker, metrics, logging at the default level)
  * Configuration comes from the environment, through loadConfig like the real server.
@@ -49,6 +50,37 @@ async function framework() {
   return app
 }
 
+/**
+ * What an L1 hit cannot avoid on top of the service's Fastify setup: hash the token, look its answer up in process
+ * memory (one object per session, as the L1 tier holds), build the response from it. Against "service: hit, L1 on"
+ * it shows what the service adds around that lookup (breaker-free, I/O-free: metrics, the tier's TTL bookkeeping, its
+ * refreshes from Redis as answers expire).
+ */
+async function leanL1() {
+  const app = createFastify(config, pino(loggerOptions(config.log)))
+  type Held = { valid: true; entry: { session: typeof constantAnswer.session; user: typeof constantAnswer.user } }
+  const held = new Map<string, Held>()
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
+    done()
+  })
+  await app.register(async (sessions) => {
+    const shedding = loadSheddingOptions(config)
+    if (shedding) await sessions.register(underPressure, shedding)
+    sessions.post(
+      '/validate',
+      { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } } },
+      async (request) => {
+        const hash = hashToken((request.body as { token: string }).token)
+        let answer = held.get(hash)
+        if (!answer) held.set(hash, (answer = { valid: true, entry: { session: { ...constantAnswer.session }, user: { ...constantAnswer.user } } }))
+        return { valid: true, session: answer.entry.session, user: answer.entry.user, source: 'l1' }
+      },
+    )
+  })
+  return app
+}
+
 async function leanRedis() {
   const app = Fastify({ logger: false })
   const redis = new Redis(config.redis.url, { enableAutoPipelining: true })
@@ -77,6 +109,7 @@ const app =
   mode === 'bare' ? await bare()
   : mode === 'framework' ? await framework()
   : mode === 'lean-redis' ? await leanRedis()
+  : mode === 'lean-l1' ? await leanL1()
   : await buildApp(config, mode === 'pg-only' ? { wrapCache: neverHits } : {})
 
 await app.listen({ host: '127.0.0.1', port: config.port })
