@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import { hashToken } from '../../domain/token.js'
 import type { Validator } from '../../service/validator.js'
 import { ErrorResponse, ValidateBody, ValidateResponse } from '../schemas.js'
+import { createTurnBarrier } from '../turn-barrier.js'
 
 export interface ValidateRouteOptions {
   validator: Validator
@@ -14,6 +15,8 @@ export interface ValidateRouteOptions {
 /** POST /validate: the hot path. The token is hashed at once; nothing past this line sees it. */
 export const validateRoute: FastifyPluginAsyncTypebox<ValidateRouteOptions> = async (app, opts) => {
   if (opts.requireKey) app.addHook('onRequest', opts.requireKey)
+  // L1 answers go out with the rest of their turn's answers, not one write at a time (turn-barrier.ts says why).
+  const endOfTurn = createTurnBarrier()
   app.post(
     '/validate',
     {
@@ -24,7 +27,9 @@ export const validateRoute: FastifyPluginAsyncTypebox<ValidateRouteOptions> = as
     },
     async (request) => {
       const tokenHash = hashToken(request.body.token)
-      const answer = opts.validator.validateLocally(tokenHash) ?? (await opts.validator.validate(tokenHash))
+      let answer = opts.validator.validateLocally(tokenHash)
+      if (answer) await endOfTurn()
+      else answer = await opts.validator.validate(tokenHash)
       if (answer.valid) {
         return { valid: true, session: answer.entry.session, user: answer.entry.user, source: answer.source }
       }
