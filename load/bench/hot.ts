@@ -26,6 +26,7 @@ import { createAnswerCodec } from '../../src/cache/codec.js'
 import type { CacheOp, GuardedRunner } from '../../src/cache/redis-session-cache.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import type { SessionAnswer } from '../../src/domain/session.js'
+import { createTurnBarrier } from '../../src/http/turn-barrier.js'
 import { hashToken } from '../../src/domain/token.js'
 import { stillValid } from '../../src/domain/verdict.js'
 import { ValidateResponse } from '../../src/http/schemas.js'
@@ -245,6 +246,8 @@ async function main() {
     sync('stage', 'timer: setTimeout + clearTimeout', () => clearTimeout(setTimeout(doNothing, 1000)), 'what a per-call timeout timer costs')
     sync('stage', 'request id: randomUUID()', () => randomUUID())
     concurrent('stage', 'promise: async call + await (floor)', async () => null)
+    const endOfTurn = createTurnBarrier()
+    concurrent('stage', 'turn barrier: L1 answers wait for the turn\'s end', () => endOfTurn(), 'one setImmediate shared by the turn\'s answers')
     concurrent('stage', 'lease: borrow per event-loop turn', () => lease.run(noop as never))
     concurrent('stage', 'opossum: fire, no-op action', () => bareBreaker.fire(null), 'a bare breaker, same timeout')
     concurrent('stage', 'breaker + lease + timer: no-op command', () => breaker.fire(noop), 'the guarded runner around nothing')
