@@ -177,8 +177,8 @@ export function createValidator(deps: ValidatorDeps) {
   }
 
   /**
-   * The L1 tier alone, synchronously: undefined when it has no answer. Callers try it before validate() because an
-   * answer that needs no await is measurably cheaper to send (the response is written within the same tick).
+   * The L1 tier alone, synchronously: undefined when it has no answer. The route tries it before validate() so that an
+   * L1 answer skips the Redis path's async frames and waits only for the end of its turn (http/turn-barrier.ts).
    */
   function validateLocally(tokenHash: string): Validation | undefined {
     if (!local || !deps.cacheTrusted()) return undefined
