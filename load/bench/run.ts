@@ -315,7 +315,7 @@ async function main() {
       name: 'lean L1',
       target: 'lean-l1',
       tokens: 'valid',
-      about: "the service's Fastify setup + SHA-256 + a Map lookup of the session's answer, no I/O: an L1 hit's floor",
+      about: "the service's Fastify setup + SHA-256 + a Map lookup of the session's answer, sent at the turn's end (as L1 answers are), no I/O: an L1 hit's floor",
     },
     { name: 'lean redis', target: 'lean-redis', tokens: 'valid', warm: true, about: 'SHA-256 + one autopipelined GET, nothing else' },
     { name: 'service: hit', target: 'service', tokens: 'valid', warm: true, about: 'pool + breaker + metrics + logs at info' },

@@ -4,7 +4,8 @@
  *   framework   the service's Fastify setup (logger, request ids and their header, load shedding, limits), same schemas,
  *               the constant answer: what the setup costs before any cache work
  *   lean-redis  Fastify + SHA-256 + one autopipelined ioredis GET, no pool/breaker/metrics (the DESIGN's lean path)
- *   lean-l1     the framework target + SHA-256 + a Map lookup of that session's answer: the floor of an L1 hit
+ *   lean-l1     the framework target + SHA-256 + a Map lookup of that session's answer, sent at the turn's end as
+ *               the service sends L1 answers: the floor of an L1 hit
  *   pg-only     the full service with a cache that never hits (the no-cache baseline)
  *   service     the full service (pool, breaker, metrics, logging at the default level)
  * Configuration comes from the environment, through loadConfig like the real server.
@@ -21,6 +22,7 @@ import { hashToken } from '../../src/domain/token.js'
 import underPressure from '@fastify/under-pressure'
 import pino from 'pino'
 import { createFastify, loadSheddingOptions } from '../../src/http/fastify-setup.js'
+import { createTurnBarrier } from '../../src/http/turn-barrier.js'
 import { ErrorResponse, ValidateBody, ValidateResponse } from '../../src/http/schemas.js'
 import { loggerOptions } from '../../src/telemetry/logger.js'
 import { bareApp, constantAnswer } from './bare-route.js'
@@ -32,7 +34,10 @@ async function bare() {
   return bareApp(config.http.tokenMaxLength)
 }
 
-async function framework() {
+type ValidateHandler = (request: { body: unknown }) => Promise<unknown>
+
+/** The service's Fastify setup (createFastify, the request-id header, load shedding) around one /validate handler. */
+async function withServiceSetup(handler: ValidateHandler) {
   const app = createFastify(config, pino(loggerOptions(config.log)))
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
@@ -44,41 +49,34 @@ async function framework() {
     sessions.post(
       '/validate',
       { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } } },
-      async () => constantAnswer,
+      handler,
     )
   })
   return app
 }
 
+async function framework() {
+  return withServiceSetup(async () => constantAnswer)
+}
+
 /**
  * What an L1 hit cannot avoid on top of the service's Fastify setup: hash the token, look its answer up in process
- * memory (one object per session, as the L1 tier holds), build the response from it. Against "service: hit, L1 on"
- * it shows what the service adds around that lookup (breaker-free, I/O-free: metrics, the tier's TTL bookkeeping, its
- * refreshes from Redis as answers expire).
+ * memory (one object per session, as the L1 tier holds), build the response from it, sent with its turn's other
+ * answers as the service sends L1 answers (http/turn-barrier.ts). Against "service: hit, L1 on" it shows what the
+ * service adds around that lookup (the trust check, metrics, the tier's TTL bookkeeping, its re-reads from Redis as
+ * answers expire).
  */
 async function leanL1() {
-  const app = createFastify(config, pino(loggerOptions(config.log)))
   type Held = { valid: true; entry: { session: typeof constantAnswer.session; user: typeof constantAnswer.user } }
   const held = new Map<string, Held>()
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    done()
+  const endOfTurn = createTurnBarrier()
+  return withServiceSetup(async (request) => {
+    const hash = hashToken((request.body as { token: string }).token)
+    let answer = held.get(hash)
+    if (!answer) held.set(hash, (answer = { valid: true, entry: { session: { ...constantAnswer.session }, user: { ...constantAnswer.user } } }))
+    await endOfTurn()
+    return { valid: true, session: answer.entry.session, user: answer.entry.user, source: 'l1' }
   })
-  await app.register(async (sessions) => {
-    const shedding = loadSheddingOptions(config)
-    if (shedding) await sessions.register(underPressure, shedding)
-    sessions.post(
-      '/validate',
-      { schema: { body: ValidateBody(config.http.tokenMaxLength), response: { 200: ValidateResponse, '4xx': ErrorResponse, '5xx': ErrorResponse } } },
-      async (request) => {
-        const hash = hashToken((request.body as { token: string }).token)
-        let answer = held.get(hash)
-        if (!answer) held.set(hash, (answer = { valid: true, entry: { session: { ...constantAnswer.session }, user: { ...constantAnswer.user } } }))
-        return { valid: true, session: answer.entry.session, user: answer.entry.user, source: 'l1' }
-      },
-    )
-  })
-  return app
 }
 
 async function leanRedis() {
