@@ -35,6 +35,7 @@ import { createTurnLease } from '../../src/redis/pool.js'
 import { migrate } from '../../src/store/migrate.js'
 import { bareApp } from './bare-route.js'
 import { cliArgs, HOT_SECTION } from './cli-args.js'
+import { median } from './stats.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
@@ -62,7 +63,6 @@ interface Row {
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`)
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 async function seed(schema: string) {
   const client = new pg.Client({ connectionString: DATABASE_URL })

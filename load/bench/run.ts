@@ -26,6 +26,7 @@ import { freePort } from '../../src/dev/free-port.js'
 import { cliArgs, HOT_SECTION } from './cli-args.js'
 import { TOPOLOGY_SHAPES, withTopologies, type TopologyKind } from './topologies.js'
 import { existingTriggerSection, measureTriggerCost, renderTriggerSection, spliceTriggerSection, type TriggerCostResult } from './trigger-cost.js'
+import { median } from './stats.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
@@ -218,7 +219,6 @@ const CLOCK_TICKS = (() => {
 })()
 
 const rps = (r: Result) => r.requests / (r.durationUs / 1e6)
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 /** The service's own hit and miss counters, so a run shows it measured the path it claims to. */
 async function cacheCounters(port: number): Promise<string> {

@@ -25,6 +25,8 @@ import { hashToken } from '../../src/domain/token.js'
 import { migrate } from '../../src/store/migrate.js'
 import { platformSessionsMigration } from '../../src/store/migrations/001-platform-sessions.js'
 import { outboxChannel } from '../../src/store/outbox-channel.js'
+import { cliArgs } from './cli-args.js'
+import { median } from './stats.js'
 
 export interface TriggerCostOptions {
   databaseUrl?: string
@@ -76,7 +78,6 @@ export interface TriggerCostResult {
   seconds: number
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 
 /** Listens on one schema's outbox channel; `fence()` returns once every notification committed before it arrived. */
@@ -483,7 +484,7 @@ export function existingTriggerSection(markdown: string): string | null {
 
 const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)
 if (invokedDirectly) {
-  const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]))
+  const args = cliArgs()
   const num = (name: string) => (args.has(name) ? Number(args.get(name)) : undefined)
   const result = await measureTriggerCost({
     databaseUrl: args.get('database-url') ?? 'postgres://postgres@127.0.0.1:5432/test',
