@@ -16,8 +16,9 @@ export interface L1RefreshDeps {
 /**
  * Refresh-ahead for the L1 tier: an answer asked for near the end of its L1 life is re-read from Redis in the
  * background, so a hot answer does not drop out of L1 onto a request's path. Refreshes wait up to `batchWindowMs` and go
- * out in one event-loop turn, where the guarded runner gives them one breaker call and ioredis one pipelined write:
- * a lone GET per request turn costs the machine several times its share of a batch (BENCHMARKS.md, the L1 rows).
+ * out in one event-loop turn, where the guarded runner gives them one breaker call and ioredis one pipelined write,
+ * rather than one each. Off by default: it re-reads more often than expiry would, and npm run bench showed no
+ * throughput gain (docs/architecture.md).
  *
  * No answer lives longer for it: the re-read answer gets the life any Redis hit gets (never past the cache TTL from its
  * Postgres read), and an invalidation heard after the batch began keeps every answer of the batch out of L1.
@@ -57,9 +58,6 @@ export function createL1Refresher(deps: L1RefreshDeps) {
       queued.clear()
       if (timer) clearTimeout(timer)
       timer = undefined
-    },
-    get queued() {
-      return queued.size
     },
   }
 }

@@ -237,10 +237,6 @@ export function createValidator(deps: ValidatorDeps) {
     stop() {
       refresher?.stop()
     },
-    /** L1 answers waiting to be re-read (for tests and health). */
-    refreshesQueued(): number {
-      return refresher?.queued ?? 0
-    },
     /** How many invalidations this instance has heard of (its own, others' by pub/sub, the outbox's). */
     get epoch() {
       return epoch
