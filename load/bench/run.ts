@@ -41,14 +41,14 @@ const REDIS_URL = args.get('redis-url') ?? 'redis://127.0.0.1:6379'
 const PROFILE = args.get('profile')?.split('|')
 /** --allocations=<scenario name>[|…]: a sampling allocation profile of each such target (bench-profiles/<name>/). */
 const ALLOCATIONS = args.get('allocations')?.split('|')
-/**
- * --only=a,b: scenarios by name or target, a topology (sentinel, cluster) or `triggers`. Names hold ", " (e.g.
- * "service: hit, Cluster"), so only a comma without a space after it separates two.
- */
 /** --service-env="K=V;K2=V2": extra environment for every service target (to see what one setting costs). */
 const SERVICE_ENV = Object.fromEntries(
   (args.get('service-env') ?? '').split(';').filter(Boolean).map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
 ) as Record<string, string>
+/**
+ * --only=a,b: scenarios by name or target, a topology (sentinel, cluster) or `triggers`. Names hold ", " (e.g.
+ * "service: hit, Cluster"), so only a comma without a space after it separates two.
+ */
 const ONLY = args.get('only')?.split(/,(?! )/).map((o) => o.trim())
 
 const say = (line: string) => process.stdout.write(`${line}\n`)

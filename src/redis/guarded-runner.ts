@@ -7,7 +7,7 @@ import { createTurnLease, type RedisPool } from './pool.js'
 export type PooledOp = ((client: RedisClient, ...args: never[]) => Promise<unknown>) & { exclusive?: boolean }
 
 export interface RunnerHooks {
-  /** Called once per command with its duration; must be cheap. */
+  /** Called once per operation with its duration (a turn's batched reads are one operation); must be cheap. */
   commandDone(ok: boolean, seconds: number): void
   breakerEvent(event: BreakerEvent, state: BreakerState): void
 }
@@ -24,7 +24,7 @@ async function exclusively(pool: RedisPool, op: (c: RedisClient, ...a: unknown[]
 
 /**
  * What an open breaker answers, made once: opossum builds a new Error (stack trace included) for every call it
- * refuses, which is most of the cost of a request while Redis is down (npm run bench:hot, "breaker open").
+ * refuses, several µs per request while Redis is down (npm run bench:hot: "breaker open", opossum against the runner).
  */
 const REFUSED = Object.assign(new Error('Breaker is open'), { code: 'EOPENBREAKER' })
 

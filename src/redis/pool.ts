@@ -33,11 +33,10 @@ export function withinDeadline<T>(reply: Promise<T>, ms: number): Promise<T> {
  * A generic-pool of ioredis connections.
  *
  * Its connections have no ioredis command timeout: ioredis arms one timer per command and deletes it from the
- * command when the reply comes, a large share of a GET's cost (npm run bench:hot: "command: GET, pooled connection"
- * against "command: GET, ioredis commandTimeout"). Instead
- * every use of a pooled connection has one deadline of `commandTimeoutMs`: withConnection's per call, the breaker's
- * per cache operation (guarded-runner.ts), so nothing waits on Redis longer than before, with one timer per operation
- * rather than one per command.
+ * command when the reply comes (what that costs: npm run bench:hot, "command: GET, pooled connection" against
+ * "command: GET, ioredis commandTimeout"). Instead every use of a pooled connection has one deadline of
+ * `commandTimeoutMs`: withConnection's per call, the breaker's per cache operation (guarded-runner.ts), so nothing
+ * waits on Redis longer than before, with one timer per operation rather than one per command.
  *
  * `create` never rejects: it hands back a connection that is ready, or one still connecting (ioredis reconnects it
  * with backoff). A rejecting create makes generic-pool retry at once for every waiting borrower, which spins the CPU
