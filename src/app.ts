@@ -22,8 +22,7 @@ import { poolStats } from './redis/pool.js'
 import { createBackgroundWrites } from './service/background-writes.js'
 import { createInvalidator } from './service/invalidator.js'
 import { createValidator } from './service/validator.js'
-import { boundStore } from './store/bounded-store.js'
-import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
+import { wirePostgres } from './wiring/postgres.js'
 import { wireRedis } from './wiring/redis.js'
 import { wireRevocation } from './wiring/revocation.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
@@ -83,19 +82,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   const { pool: redisPool, breaker, subscriber } = redis
   // Fastify runs onClose hooks last-registered first: each resource registers its close where it is opened, so
   // whatever is built on it afterwards is closed before it.
-  const pgPool = createPgPool({ ...config.database, url: config.database.url ?? '' }, log)
-  app.addHook('onClose', () => pgPool.end())
-  const baseStore = createPgSessionStore(pgPool, config.database.schema, metrics.pgQueryDone)
-  // Lookups are bounded (concurrency and a shedding queue) outside any test wrapper, so a wrapper sees what Postgres sees.
-  const store = boundStore(
-    overrides.wrapStore ? overrides.wrapStore(baseStore) : baseStore,
-    {
-      maxConcurrent: config.database.maxConcurrentLookups,
-      maxQueue: config.database.lookupQueueMax,
-      queueTimeoutMs: config.database.lookupQueueTimeoutMs,
-    },
-    log,
-  )
+  const postgres = wirePostgres(app, { config, log, metrics, wrapStore: overrides.wrapStore, closeBudgetMs: () => drain.writesBudgetMs() })
+  const { pool: pgPool, store } = postgres
   const tombstoneTtlMs = config.cache.tombstoneTtlSeconds * 1000
   // User fields in Redis are sealed with AES-256-GCM; a value that does not open is a miss (and counted).
   const codec = createAnswerCodec(createCacheCipher(config.cache.encryptionKeys), {
@@ -112,7 +100,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     pgPool,
     metrics,
     log,
-    pgQueryDone: metrics.pgQueryDone,
+    pgQueryDone: postgres.queryDone,
     apply: (targets) => invalidator.applyRevocation(targets),
     forgetLocal: () => invalidator.forgetLocal(),
     cacheAvailable: () => !breaker.opened,
@@ -131,6 +119,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     cacheAvailable: () => !breaker.opened,
     cacheTrusted: revocation.feed.trusted,
     store,
+    storeRefused: postgres.access.refused,
+    sessionUsed: postgres.activity?.record,
     writes,
     observer: metrics.observer,
     log,
@@ -249,6 +239,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       local,
       revocation: revocation.status,
       topology: redis.topology,
+      storeAccess: () => ({ state: postgres.access.state, problems: postgres.access.problems }),
     })
 
   // --- http
@@ -288,7 +279,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     })
     await sessions.register(invalidateRoute, { invalidator: tracedInvalidator, tokenMaxLength: config.http.tokenMaxLength, requireKey })
   })
-  await app.register(healthRoutes, { report, ready: () => ready && !drain.active })
+  await app.register(healthRoutes, { report, ready: () => ready && !drain.active && !postgres.access.refused() })
   await app.register(metricsRoute, {
     registry: metrics.registry,
     requireKey: config.http.metricsKeys.length > 0 ? serviceKeyCheck(config.http.metricsKeys) : undefined,
@@ -340,7 +331,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       drain.begin()
     },
-    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, validator, telemetry: { closeWindow: closeTelemetryWindow } },
+    internals: { redisPool, breaker, pgPool, postgres, metrics, writes, keys, store, cache, local, config, revocation, validator, telemetry: { closeWindow: closeTelemetryWindow } },
   })
 }
 

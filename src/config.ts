@@ -116,6 +116,35 @@ export const EnvSchema = Type.Object({
     'Most lookups waiting for a slot; one more is answered 503 SESSION_STORE_BUSY at once (shed, not queued).',
   ),
   DATABASE_LOOKUP_QUEUE_TIMEOUT_MS: Int(1000, 10, 60_000, 'Longest wait in that queue before the lookup is shed with 503 SESSION_STORE_BUSY.'),
+  MIGRATION_DATABASE_URL: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'npm run migrate only: connect as this role (the owner of the tables) instead of DATABASE_URL\'s, apply the ' +
+        'migration, then grant DATABASE_URL\'s role exactly what the service needs (ops/postgres/runtime-role.sql). ' +
+        'The service itself never reads it.',
+    }),
+  ),
+  DATABASE_ACCESS_RECHECK_MS: Int(
+    10_000,
+    500,
+    600_000,
+    'While the role\'s access to its tables is not proven (a missing grant, row-level security hiding rows), the check ' +
+      'runs again this often, so that a fix heals the instance without a restart.',
+  ),
+  SESSION_ACTIVITY_INTERVAL_SECONDS: Int(
+    60,
+    0,
+    86_400,
+    'user_sessions.last_activity_at follows use: a session answered valid is recorded at most once per interval, in ' +
+      'batches off the request path. 0 turns recording off.',
+  ),
+  SESSION_ACTIVITY_MAX_PENDING: Int(
+    10_000,
+    1,
+    1_000_000,
+    'Sessions waiting for the next activity write; beyond it (Postgres slow) uses are dropped and counted, not queued.',
+  ),
 
   REDIS_URL: Str('redis://127.0.0.1:6379', 'redis:// or rediss:// URL, with credentials if any.'),
   REDIS_SENTINELS: Type.Optional(
@@ -429,6 +458,12 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
       maxConcurrentLookups: env.DATABASE_MAX_CONCURRENT_LOOKUPS || env.DATABASE_POOL_MAX,
       lookupQueueMax: env.DATABASE_LOOKUP_QUEUE_MAX,
       lookupQueueTimeoutMs: env.DATABASE_LOOKUP_QUEUE_TIMEOUT_MS,
+      migrationUrl: env.MIGRATION_DATABASE_URL,
+      accessRecheckMs: env.DATABASE_ACCESS_RECHECK_MS,
+    },
+    activity: {
+      intervalSeconds: env.SESSION_ACTIVITY_INTERVAL_SECONDS,
+      maxPending: env.SESSION_ACTIVITY_MAX_PENDING,
     },
     redis: {
       url: env.REDIS_URL,

@@ -29,6 +29,13 @@ export const Errors = {
   // Load shedding: answered at once rather than queued, so a flood cannot starve the requests that can be served.
   StoreBusy: createError('SESSION_STORE_BUSY', 'Too many session lookups are waiting for the session store', 503),
   Overloaded: createError('OVERLOADED', 'Service is overloaded', 503),
+  // 500, not 503: the service's Postgres role cannot do its work (a missing grant, a row-level security policy that
+  // hides rows, a column or table that is not there). Retrying cannot heal it; the operator must (ops/postgres/runtime-role.sql).
+  StoreMisconfigured: createError(
+    'SESSION_STORE_MISCONFIGURED',
+    'The session store refuses this service (missing privilege, row-level security or schema); see the service log',
+    500,
+  ),
   // 500: a bug
   Internal: createError('INTERNAL_ERROR', 'Internal error', 500),
 } as const

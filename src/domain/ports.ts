@@ -66,3 +66,12 @@ export interface RevocationOutbox {
   /** Deletes rows written before `beforeMs`, at most `limit`, recording the highest id pruned; returns how many. */
   prune(beforeMs: number, limit: number): Promise<number>
 }
+
+/** Where a session's last use is recorded (the Studio's user_sessions.last_activity_at). */
+export interface ActivityStore {
+  /**
+   * Records each session's last use (session id → epoch ms), skipping sessions whose stored activity is already within
+   * `minIntervalSeconds` of it. Returns how many rows it changed. Throws when the store cannot be written.
+   */
+  recordActivity(uses: ReadonlyMap<string, number>, minIntervalSeconds: number): Promise<number>
+}

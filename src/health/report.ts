@@ -16,6 +16,8 @@ export interface HealthDeps {
   local?: { readonly active: boolean; readonly size: number }
   /** The Redis topology and what each master reported at the last poll. */
   topology?: () => { kind: string; masters: Array<{ address: string; role: string; connectedReplicas: number; replicas: Array<{ address: string; state: string; lagSeconds: number | null }> }> }
+  /** Whether the service's Postgres role can do its work (service/store-access.ts), and what it lacks. */
+  storeAccess?: () => { state: 'unknown' | 'ok' | 'misconfigured'; problems: Array<{ check: string; sqlstate: string | null; detail: string }> }
   /** The revocation feed: the LISTEN connection's state and how far the outbox has been applied. */
   revocation?: () => {
     listener: string
@@ -56,7 +58,8 @@ const redisTimedOut: RedisProbe & RedisTimings = {
 /**
  * The /health/redis body. Bounded in time (each check races a deadline) and never throws.
  * healthy: Redis and Postgres usable and the breaker closed. degraded: one of them is not (the service still
- * answers). unhealthy: neither is usable, or the service is draining; only then is it a 503.
+ * answers). unhealthy: neither is usable, the service is draining, or its Postgres role cannot do its work (a missing
+ * grant or a row-level security policy: nothing it answered could be trusted); only then is it a 503.
  */
 export async function healthReport(deps: HealthDeps) {
   const [redis, postgresConnected] = await Promise.all([
@@ -75,7 +78,8 @@ export async function healthReport(deps: HealthDeps) {
   const feed = deps.revocation?.()
   // Revocations still arrive by the poll while LISTEN is down, a little later: degraded, not unhealthy.
   const feedWell = !feed || (feed.listener === 'listening' && feed.pendingEvents === 0 && !feed.replaying && feed.distrustedUntil === null)
-  const status: HealthStatus = deps.draining()
+  const access = deps.storeAccess?.()
+  const status: HealthStatus = deps.draining() || access?.state === 'misconfigured'
     ? 'unhealthy'
     : redisUsable && postgresConnected && feedWell
       ? 'healthy'
@@ -90,7 +94,7 @@ export async function healthReport(deps: HealthDeps) {
     redis: { ...redisInfo, ...(deps.topology ? { topology: deps.topology() } : {}) },
     circuitBreaker: { state },
     pool: poolStats(deps.pool),
-    postgres: { connected: postgresConnected },
+    postgres: { connected: postgresConnected, ...(access ? { access } : {}) },
     sessionCache: {
       hits,
       misses,

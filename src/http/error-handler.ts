@@ -67,8 +67,11 @@ export interface ErrorHandlerOptions {
 
 const SHED: ReadonlySet<string> = new Set([new Errors.StoreBusy().code, new Errors.Overloaded().code])
 const SHED_LOG_INTERVAL_MS = 10_000
-/** 5xx answers counted (below) and summed up elsewhere, never logged one line each: the drain logs its own counts. */
-const SUMMARISED: ReadonlySet<string> = new Set([new Errors.ShuttingDown().code])
+/**
+ * 5xx answers counted (below) and summed up elsewhere, never logged one line each: the drain logs its own counts, and
+ * a misconfigured store is logged by the store's wiring (once per query and SQLSTATE every 10 s, and on each change).
+ */
+const SUMMARISED: ReadonlySet<string> = new Set([new Errors.ShuttingDown().code, new Errors.StoreMisconfigured().code])
 
 /** The message of what caused a catalogued error (a pg or ioredis error), without its stack. */
 function causeOf(err: FastifyError): string | undefined {

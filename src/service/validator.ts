@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache'
 import type { LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
 import type { AnswerSource, SessionAnswer } from '../domain/session.js'
 import { judge, stillValid } from '../domain/verdict.js'
+import { Errors } from '../errors.js'
 import { GiveUp, type BackgroundWrites } from './background-writes.js'
 import { createL1Refresher } from './l1-refresh.js'
 import type { Log, ServiceObserver } from './observer.js'
@@ -35,6 +36,14 @@ export interface ValidatorDeps {
    */
   cacheTrusted: () => boolean
   store: SessionStore
+  /**
+   * True while the store is known to refuse this service (a missing grant, row-level security hiding rows): every
+   * validation then fails with SESSION_STORE_MISCONFIGURED, cached or not. A cache is only as right as the revocations
+   * that reach it, and those are read through the same role.
+   */
+  storeRefused?: () => boolean
+  /** Told of every session answered valid (any tier), for last_activity_at; must be cheap and must not throw. */
+  sessionUsed?: (sessionId: string) => void
   writes: BackgroundWrites
   observer: ServiceObserver
   log: Log
@@ -58,6 +67,8 @@ const REFRESH_BATCH_WINDOW_MS = 5
 export function createValidator(deps: ValidatorDeps) {
   const { cache, local, store, writes, observer, options } = deps
   const now = deps.now ?? Date.now
+  const storeRefused = deps.storeRefused ?? (() => false)
+  const sessionUsed = deps.sessionUsed
   const flights = new Map<string, { answer: Promise<SessionAnswer>; epoch: number }>()
   // Bumped by every invalidation this instance learns of: a read that began before one must not be shared with a
   // request that began after it (that request could be answered from before the revocation it follows).
@@ -181,7 +192,7 @@ export function createValidator(deps: ValidatorDeps) {
    * L1 answer skips the Redis path's async frames and waits only for the end of its turn (http/turn-barrier.ts).
    */
   function validateLocally(tokenHash: string): Validation | undefined {
-    if (!local || !deps.cacheTrusted()) return undefined
+    if (!local || !deps.cacheTrusted() || storeRefused()) return undefined
     const kept = local.get(tokenHash)
     if (!kept) return undefined
     if (refresher && local.remainingMs(tokenHash) < refreshAheadMs) refresher.queue(tokenHash)
@@ -189,12 +200,14 @@ export function createValidator(deps: ValidatorDeps) {
     const answer = stillValid(kept, now())
     observer.cacheLookup(kept.valid ? 'hit' : 'negative', tokenHash)
     observer.validated('l1', answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
+    if (answer.valid) sessionUsed?.(answer.entry.session.id)
     return { ...answer, source: 'l1' }
   }
 
   async function validate(tokenHash: string): Promise<Validation> {
     const fromLocal = validateLocally(tokenHash)
     if (fromLocal) return fromLocal
+    if (storeRefused()) throw new Errors.StoreMisconfigured()
     const started = performance.now()
     const generation = local?.generation() ?? 0
     let cached: SessionAnswer | null = null
@@ -223,6 +236,7 @@ export function createValidator(deps: ValidatorDeps) {
       source = 'postgres'
     }
     observer.validated(source, answer.valid ? 'valid' : answer.reason, (performance.now() - started) / 1000)
+    if (answer.valid) sessionUsed?.(answer.entry.session.id)
     return { ...answer, source }
   }
 

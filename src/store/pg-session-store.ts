@@ -83,16 +83,39 @@ export function createPgPool(options: PgStoreOptions, log: Log): pg.Pool {
   return pool
 }
 
-/** SessionStore over the Studio's platform tables. Every failure becomes SESSION_STORE_UNAVAILABLE (a 503). */
-export function createPgSessionStore(pool: pg.Pool, schema: string, observe: QueryObserver): SessionStore {
+const TARGET_WHERE = { token: 'token = $1', session: 'id = $1', user: 'user_id = $1' } as const
+
+/**
+ * The store's statements, by name. The start-up access check (access-check.ts) runs these same texts in a rolled-back
+ * transaction, so what it proves is what the service runs.
+ */
+export function sessionSql(schema: string) {
   const s = `"${schema}"`
-  const findSql = `
+  return {
+    find: `
     SELECT s.id, s.user_id, s.created_at, s.expires_at, s.last_activity_at, s.revoked_at,
            u.email, u.first_name, u.last_name, u.username, u.banned_until, u.deleted_at
       FROM ${s}.user_sessions s
       JOIN ${s}.users u ON u.id = s.user_id
-     WHERE s.token = $1`
-  const targetWhere = { token: 'token = $1', session: 'id = $1', user: 'user_id = $1' } as const
+     WHERE s.token = $1`,
+    // One statement: revokes what is live and returns the hash of every session the target still has unexpired
+    // (revoked now or earlier), so the cache can drop entries its own index may have lost.
+    revoke: (kind: InvalidationTarget['kind']) => `WITH targeted AS (
+           SELECT id, token, revoked_at IS NULL AS live FROM ${s}.user_sessions
+            WHERE ${TARGET_WHERE[kind]} AND expires_at > now() - interval '1 minute'
+         ), changed AS (
+           UPDATE ${s}.user_sessions u SET revoked_at = now() FROM targeted t
+            WHERE u.id = t.id AND t.live RETURNING u.id
+         )
+         SELECT t.token, (c.id IS NOT NULL) AS changed FROM targeted t LEFT JOIN changed c ON c.id = t.id`,
+    tokenHashes: (kind: InvalidationTarget['kind']) =>
+      `SELECT token FROM ${s}.user_sessions WHERE ${TARGET_WHERE[kind]} AND expires_at > now() - interval '1 minute'`,
+  }
+}
+
+/** SessionStore over the Studio's platform tables. A failure throws (503, or 500 when no retry can fix it). */
+export function createPgSessionStore(pool: pg.Pool, schema: string, observe: QueryObserver): SessionStore {
+  const sql = sessionSql(schema)
   const targetValue = (target: InvalidationTarget) =>
     target.kind === 'token' ? target.tokenHash : target.kind === 'session' ? target.sessionId : target.userId
 
@@ -100,7 +123,7 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
 
   return {
     async findByTokenHash(tokenHash) {
-      const { rows } = await query<Row>('find_session', findSql, [tokenHash])
+      const { rows } = await query<Row>('find_session', sql.find, [tokenHash])
       const row = rows[0]
       if (!row) return null
       const record: SessionRecord = {
@@ -126,18 +149,9 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
     },
 
     async revoke(target: InvalidationTarget) {
-      // One statement: revokes what is live and returns the hash of every session the target still has unexpired
-      // (revoked now or earlier), so the cache can drop entries its own index may have lost.
       const { rows } = await query<{ token: string; changed: boolean }>(
         `revoke_by_${target.kind}`,
-        `WITH targeted AS (
-           SELECT id, token, revoked_at IS NULL AS live FROM ${s}.user_sessions
-            WHERE ${targetWhere[target.kind]} AND expires_at > now() - interval '1 minute'
-         ), changed AS (
-           UPDATE ${s}.user_sessions u SET revoked_at = now() FROM targeted t
-            WHERE u.id = t.id AND t.live RETURNING u.id
-         )
-         SELECT t.token, (c.id IS NOT NULL) AS changed FROM targeted t LEFT JOIN changed c ON c.id = t.id`,
+        sql.revoke(target.kind),
         [targetValue(target)],
       )
       return { revoked: rows.filter((r) => r.changed).length, tokenHashes: rows.map((r) => r.token) }
@@ -147,7 +161,7 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
       if (target.kind === 'token') return [target.tokenHash]
       const { rows } = await query<{ token: string }>(
         `token_hashes_by_${target.kind}`,
-        `SELECT token FROM ${s}.user_sessions WHERE ${targetWhere[target.kind]} AND expires_at > now() - interval '1 minute'`,
+        sql.tokenHashes(target.kind),
         [targetValue(target)],
       )
       return rows.map((r) => r.token)

@@ -5,6 +5,7 @@ import type { RedisInfoFigures } from '../redis/probe.js'
 import type { SlowlogEntry } from '../redis/slowlog.js'
 import type { CacheLookupOutcome, CacheWriteKind, CacheWriteOutcome, Log, ServiceObserver } from '../service/observer.js'
 import { createKeyWatch, type KeyWatchOptions } from './key-watch.js'
+import { createStoreMetrics } from './store-metrics.js'
 import { createRevocationMetrics } from './revocation-metrics.js'
 
 /** Sub-millisecond hits up to multi-second stalls, so histogram_quantile can read p50 through p99.9. */
@@ -323,6 +324,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     registry,
     observer,
     revocation: createRevocationMetrics(registry),
+    store: createStoreMetrics(registry),
     /** Hit and miss totals since start, for /health/redis. */
     cacheCounts: () => ({ ...counts }),
     redisCommandDone(ok: boolean, seconds: number) {
