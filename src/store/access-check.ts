@@ -38,6 +38,16 @@ export async function checkStoreAccess(
     ['prune the outbox (DELETE, UPDATE session_cache_outbox_state)', outbox.prune, [0, 1]],
   ]
   if (options.activity) statements.push(['record activity (UPDATE last_activity_at)', activitySql(schema).record, [[], [], 60]])
+  // An UPDATE that matches no row runs no row trigger: one real row is updated to its own values (rolled back below)
+  // so that the table's BEFORE UPDATE triggers run too. The Studio's assigns a column the table may lack (42703).
+  // A row another transaction holds is skipped, not waited for; revocation triggers watch for changes, not writes.
+  const s = `"${schema}"`
+  statements.push([
+    'update a session row, its triggers included (UPDATE revoked_at, last_activity_at)',
+    `UPDATE ${s}.user_sessions SET revoked_at = revoked_at, last_activity_at = last_activity_at
+      WHERE id = (SELECT id FROM ${s}.user_sessions LIMIT 1 FOR UPDATE SKIP LOCKED)`,
+    [],
+  ])
 
   const client = await pool.connect()
   const problems: AccessProblem[] = []
@@ -45,6 +55,7 @@ export async function checkStoreAccess(
   let broken: unknown
   try {
     await client.query('BEGIN')
+    await client.query("SET LOCAL lock_timeout = '1s'")
     role = (await client.query<{ role: string }>('SELECT current_user AS role')).rows[0]?.role ?? ''
     for (const [check, text, values] of statements) {
       await client.query('SAVEPOINT access_check')

@@ -36,7 +36,7 @@ export async function startTestApp(options: TestAppOptions) {
   const config = loadConfig(
     {
       NODE_ENV: 'test',
-      DATABASE_URL: options.db.url,
+      DATABASE_URL: options.db.serviceUrl,
       DATABASE_SCHEMA: options.db.schema,
       REDIS_URL: redisUrl,
       REDIS_KEY_PREFIX: `ssc-test-${randomBytes(5).toString('hex')}:`,
