@@ -227,6 +227,15 @@ async function cacheCounters(port: number): Promise<string> {
   return `  (hits ${read('session_cache_hits_total')}, misses ${read('session_cache_misses_total')})`
 }
 
+/** last_activity_at writes a service target made over its whole life (warm-up included): rows and statements. */
+async function activityCounters(port: number): Promise<{ rows: number; statements: number }> {
+  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  const rows = Number(/^session_activity_total\{outcome="written"\} (\S+)$/m.exec(body)?.[1] ?? 0)
+  const statements = [...body.matchAll(/^postgres_query_duration_seconds_count\{query="activity_record",outcome="\w+"\} (\S+)$/gm)]
+    .reduce((n, m) => n + Number(m[1]), 0)
+  return { rows, statements }
+}
+
 /**
  * On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts, the
  * session and user ids from the seed. A session counts when its entry and both its indexes are there.
@@ -343,6 +352,14 @@ async function main() {
       env: { L1_CACHE_TTL_MS: '1000' },
       about: 'as service: hit, with the in-process L1 tier (1 s), pub/sub coherent',
     },
+    {
+      name: 'service: hit, activity off',
+      target: 'service',
+      tokens: 'valid',
+      warm: true,
+      env: { SESSION_ACTIVITY_INTERVAL_SECONDS: '0' },
+      about: 'as service: hit, without last_activity_at recording (on by default, every 60 s per session)',
+    },
     { name: 'service: miss', target: 'service', tokens: 'unique', about: 'unknown token every time: GET, Postgres, negative fill' },
     {
       name: 'service: redis down',
@@ -380,6 +397,8 @@ async function main() {
   }
 
   const results = new Map<string, Result[]>(scenarios.map((s) => [s.name, []]))
+  /** The default hit path's last_activity_at writes, per round: rows and statements over the target's life. */
+  const activity: Array<{ rows: number; statements: number; lifeSeconds: number }> = []
   let bytes: Awaited<ReturnType<typeof redisBytesPerSession>> = null
   try {
     const interrupted = async () => {
@@ -390,6 +409,7 @@ async function main() {
       for (let round = 1; round <= ROUNDS; round++) {
         for (const scenario of scenarios) {
           const port = await freePort()
+          const startedAt = performance.now()
           const child = await startTarget(scenario, port, scenario.topology ? { ...env, ...started.env(scenario.topology) } : env)
           try {
             if (scenario.warm) await warm(port, tokens)
@@ -400,6 +420,7 @@ async function main() {
             if (cpuBefore !== null && cpuAfter !== null) result.cpuUsPerRequest = ((cpuAfter - cpuBefore) * 1e6) / result.requests
             results.get(scenario.name)!.push(result)
             const counters = scenario.target === 'service' ? await cacheCounters(port) : ''
+            if (scenario.name === 'service: hit') activity.push({ ...(await activityCounters(port)), lifeSeconds: (performance.now() - startedAt) / 1000 })
             const errors = result.connectErrors + result.readErrors + result.writeErrors + result.statusErrors + result.timeouts
             say(
               `round ${round}/${ROUNDS}  ${scenario.name.padEnd(24)} ${rps(result).toFixed(0).padStart(7)} req/s  ` +
@@ -466,7 +487,7 @@ async function main() {
     r.disconnect()
     return /redis_version:(\S+)/.exec(info)?.[1] ?? '?'
   })()
-  const targets = measuredTargets(summary, bare, pgOnly, bytes, paired)
+  const targets = measuredTargets(summary, bare, pgOnly, bytes, paired, activity, SESSIONS)
   const targetTable = renderTargets(targets)
   const table = [
     `# Benchmarks`,
@@ -534,7 +555,15 @@ interface Target {
 type PairedMetric = 'rps' | 'p99' | 'cpu'
 type Paired = (a: Summary, b: Summary, metric: PairedMetric) => number
 
-function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, bytes: { entry: number; indexes: number } | null, paired: Paired): Target[] {
+function measuredTargets(
+  summary: Summary[],
+  bare: Summary,
+  pgOnly: Summary,
+  bytes: { entry: number; indexes: number } | null,
+  paired: Paired,
+  activity: Array<{ rows: number; statements: number; lifeSeconds: number }>,
+  sessions: number,
+): Target[] {
   const row = (name: string) => summary.find((s) => s.scenario.name === name)
   const ratio = (s: Summary | undefined, base: Summary | undefined) => (s && base ? paired(s, base, 'rps') : NaN)
   const p99 = (s: Summary | undefined, base: Summary) => (s ? paired(s, base, 'p99') : NaN)
@@ -546,7 +575,9 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
   const leanL1 = row('lean L1')
   const miss = row('service: miss')
   const down = row('service: redis down')
+  const activityOff = row('service: hit, activity off')
   const total = bytes ? bytes.entry + bytes.indexes : NaN
+  const act = activity.length > 0 ? activity[Math.floor(activity.length / 2)]! : undefined
   return [
     {
       path: 'hit path, default configuration (× bare route)',
@@ -579,6 +610,21 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
       target: 'what the service adds around an L1 lookup',
       measured: leanL1 ? `${x(ratio(l1, leanL1))} req/s; CPU per request ${cpuRatio(l1, leanL1)}` : 'not measured',
       met: null,
+    },
+    {
+      path: 'last_activity_at recording, on by default: hit path against the same with it off',
+      target: 'what recording costs per request',
+      measured: activityOff ? `${x(ratio(hit, activityOff))} req/s; CPU per request ${cpuRatio(hit, activityOff)}` : 'not measured',
+      met: null,
+    },
+    {
+      path: `last_activity_at writes for ${sessions} active sessions (service: hit, median round)`,
+      target: 'at most one row per session per 60 s, in batches',
+      measured: act
+        ? `${act.rows} rows in ${act.statements} statements over the target's ${act.lifeSeconds.toFixed(0)} s (each session once: the run is ` +
+          `shorter than the interval); steady state ${(sessions / 60).toFixed(1)} rows/s in at most 12 statements a minute`
+        : 'not measured',
+      met: act ? act.rows <= sessions : null,
     },
     { path: 'miss path, unknown token every time (× Postgres only)', target: '≥ 0.9× req/s', measured: `${x(ratio(miss, pgOnly))} req/s`, met: ratio(miss, pgOnly) >= 0.9 },
     { path: 'Redis down, breaker open (× Postgres only)', target: '≥ 0.95× req/s', measured: `${x(ratio(down, pgOnly))} req/s`, met: ratio(down, pgOnly) >= 0.95 },
