@@ -50,6 +50,13 @@ export async function checkStoreAccess(
   ])
 
   const client = await pool.connect()
+  // pg-pool stops listening for a client's errors while it is checked out: a connection reset mid-check would
+  // otherwise be an uncaught 'error' event. The query in flight fails with it anyway, and is handled below.
+  let lost: Error | undefined
+  const onError = (err: Error) => {
+    lost = err
+  }
+  client.on('error', onError)
   const problems: AccessProblem[] = []
   let role = ''
   let broken: unknown
@@ -73,8 +80,10 @@ export async function checkStoreAccess(
     broken = err
     throw err
   } finally {
+    client.removeListener('error', onError)
     // A connection that failed mid-transaction is not given back to the pool for another caller to inherit.
-    client.release(broken instanceof Error ? broken : undefined)
+    const failed = lost ?? (broken instanceof Error ? broken : undefined)
+    client.release(failed)
   }
   return { role, problems }
 }
