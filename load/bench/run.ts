@@ -626,14 +626,14 @@ function renderPerformanceSummary(targets: Target[], at: Date): string {
 function renderReadmeSummary(targets: Target[], at: Date): string {
   const said = (prefix: string) => {
     const t = targets.find((row) => row.path.startsWith(prefix))
-    return t ? `${t.measured} (target ${t.target}: ${t.met === null ? '—' : t.met ? 'met' : 'not met'})` : 'not measured'
+    return t ? `${t.measured} (${t.target}: ${t.met === null ? '—' : t.met ? 'met' : 'missed'})` : 'not measured'
   }
   return [
     SUMMARY_START,
-    `- Hit path against a bare Fastify route: ${said('hit path, default')}; with L1 on ${said('hit path with L1 on (×')}. ` +
-      `\`npm run bench\`, ${at.toISOString().slice(0, 10)}, ${ROUNDS} interleaved rounds of ${DURATION_S} s, median round.`,
-    `- Against a Postgres-only service: miss path ${said('miss path')}, Redis down ${said('Redis down')}. ` +
-      `Redis per cached session: ${said('Redis memory')}.`,
+    `- \`npm run bench\` (${at.toISOString().slice(0, 10)}, median of ${ROUNDS} rounds), against a bare Fastify route: ` +
+      `hit path ${said('hit path, default')}, with L1 ${said('hit path with L1 on (×')}.`,
+    `- Against a Postgres-only service: miss path ${said('miss path')}, Redis down ${said('Redis down')}; ` +
+      `Redis per cached session ${said('Redis memory')}.`,
     SUMMARY_END,
   ].join('\n')
 }
