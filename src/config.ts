@@ -237,7 +237,7 @@ export const EnvSchema = Type.Object({
     0,
     60_000,
     'In-process L1 tier in front of Redis; 0 turns it off. Kept coherent across instances by Redis pub/sub, but another ' +
-      'instance may still answer from its L1 for the moment the message takes to arrive: see docs/architecture.md.',
+      'instance may still answer from its L1 until the message arrives, and at most this long: see docs/architecture.md.',
   ),
   L1_CACHE_REFRESH_AHEAD_PERCENT: Int(
     0,
