@@ -8,7 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { EnvSchema } from '../src/config.js'
+import { CONFIG_RULES, EnvSchema, type ConfigRule } from '../src/config.js'
 
 export const CONFIGURATION_DOC_PATH = fileURLToPath(new URL('../docs/configuration.md', import.meta.url))
 
@@ -104,7 +104,10 @@ function allowedOf(name: string, schema: PropertySchema): string {
   }
 }
 
-export function renderConfigurationDoc(schema: { properties: Record<string, unknown>; required?: string[] } = EnvSchema): string {
+export function renderConfigurationDoc(
+  schema: { properties: Record<string, unknown>; required?: string[] } = EnvSchema,
+  rules: readonly ConfigRule[] = CONFIG_RULES,
+): string {
   const properties = schema.properties as Record<string, PropertySchema>
   const names = Object.keys(properties)
   const grouped = new Map<string, string[]>()
@@ -141,8 +144,10 @@ export function renderConfigurationDoc(schema: { properties: Record<string, unkn
   lines.push(
     '## Cross-field rules',
     '',
-    '- `REDIS_POOL_MIN` must not exceed `REDIS_POOL_MAX`.',
-    '- `DATABASE_URL` is required by `npm start` and `npm run migrate`; `npm run dev` starts an embedded Postgres instead.',
+    `What one variable's type and range cannot say: ${rules.length} rules (\`CONFIG_RULES\` in src/config.ts), all checked at start-up,`,
+    'every broken one reported.',
+    '',
+    ...rules.map((r) => `- ${r.rule}`),
     '',
     'Deployment-specific variables (compose, Railway) are described in [operations.md](operations.md#deployment-variables).',
     '',

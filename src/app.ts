@@ -92,7 +92,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
   })
   const baseCache = createRedisSessionCache(breaker as unknown as GuardedRunner, keys, tombstoneTtlMs, codec, redis.ack)
   const cache = overrides.wrapCache ? overrides.wrapCache(baseCache) : baseCache
-  // The L1 tier and the subscriber that keeps it coherent exist only when it is turned on.
+  // The L1 tier exists only when it is turned on (the subscriber that keeps it coherent always does: wiring/redis.ts).
   const local = config.cache.localTtlMs > 0 ? createLocalSessionCache(config.cache.localMaxEntries) : undefined
   // Postgres drives every revocation; the feed applies outbox rows through the invalidator (bound below).
   const revocation = wireRevocation(app, {

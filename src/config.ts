@@ -256,7 +256,7 @@ export const EnvSchema = Type.Object({
     3600,
     60,
     30 * 86_400,
-    'Outbox rows older than this are pruned. Must exceed CACHE_TTL_SECONDS + 60: a row may only go once no cached ' +
+    'Outbox rows older than this are pruned. At least CACHE_TTL_SECONDS + 60: a row may only go once no cached ' +
       'entry can still concern it.',
   ),
   REVOCATION_PRUNE_INTERVAL_SECONDS: Int(60, 1, 86_400, 'How often an instance prunes the outbox (bounded batches; several instances may).'),
@@ -266,7 +266,7 @@ export const EnvSchema = Type.Object({
     0,
     60_000,
     'In-process L1 tier in front of Redis; 0 turns it off. Kept coherent across instances by Redis pub/sub, but another ' +
-      'instance may still answer from its L1 for the moment the message takes to arrive: see docs/architecture.md.',
+      'instance may still answer from its L1 until the message arrives, and at most this long: see docs/architecture.md.',
   ),
   L1_CACHE_REFRESH_AHEAD_PERCENT: Int(
     0,
@@ -440,8 +440,8 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
-  const secure = securitySettings(env, options.requireCacheKeys ?? true)
+function toConfig(env: Env) {
+  const secure = securitySettings(env)
   return {
     env: env.NODE_ENV,
     host: env.HOST,
@@ -542,7 +542,7 @@ function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
     },
     tracing: tracingSettings(env),
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
-    shutdownDrainDelayMs: env.SHUTDOWN_DRAIN_DELAY_MS ?? (env.NODE_ENV === 'production' ? DEFAULT_PRODUCTION_DRAIN_DELAY_MS : 0),
+    shutdownDrainDelayMs: drainDelayMs(env),
     dev: { embeddedPostgresDir: env.EMBEDDED_POSTGRES_DIR },
   }
 }
@@ -565,18 +565,8 @@ const hostPorts = (list: string): HostPort[] =>
     return { host: item.slice(0, at), port: Number(item.slice(at + 1)) }
   })
 
-/** Exactly one topology: one node (REDIS_URL), Sentinel, or Cluster. */
+/** Exactly one topology: one node (REDIS_URL), Sentinel, or Cluster (CONFIG_RULES has already checked that). */
 function redisTopology(env: Env): RedisTopology {
-  const problems: string[] = []
-  if (env.REDIS_SENTINELS && env.REDIS_CLUSTER_NODES) problems.push('REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: pick one topology')
-  if (env.REDIS_SENTINELS && !env.REDIS_SENTINEL_MASTER_NAME) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_MASTER_NAME')
-  if (!env.REDIS_SENTINELS && (env.REDIS_SENTINEL_MASTER_NAME || env.REDIS_SENTINEL_USERNAME || env.REDIS_SENTINEL_PASSWORD)) {
-    problems.push('REDIS_SENTINEL_* is set but REDIS_SENTINELS is not')
-  }
-  for (const [name, list] of [['REDIS_SENTINELS', env.REDIS_SENTINELS], ['REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES]] as const) {
-    if (list && hostPorts(list).some((hp) => !(hp.port >= 1 && hp.port <= 65535))) problems.push(`${name}: a port is out of range`)
-  }
-  if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
   if (env.REDIS_SENTINELS) {
     return {
       kind: 'sentinel',
@@ -602,7 +592,7 @@ const KEY_ID = /^[A-Za-z0-9_.-]{1,32}$/
 const CACHE_KEY_ID = /^[A-Za-z0-9_-]{1,16}$/
 
 /** `id:key` or a bare key (id derived from its hash). */
-function parseServiceKeys(variable: string, value: string | undefined, production: boolean, problems: string[]): ServiceKey[] {
+function parseServiceKeys(variable: string, value: string | undefined, problems: string[]): ServiceKey[] {
   const keys: ServiceKey[] = []
   for (const entry of (value ?? '').split(',').map((k) => k.trim()).filter((k) => k.length > 0)) {
     const at = entry.indexOf(':')
@@ -610,7 +600,6 @@ function parseServiceKeys(variable: string, value: string | undefined, productio
     const key = named ? entry.slice(at + 1).trim() : entry
     const id = named ? entry.slice(0, at) : `key-${createHash('sha256').update(key).digest('hex').slice(0, 8)}`
     if (key.length === 0) problems.push(`${variable}: key "${id}" is empty`)
-    else if (production && key.length < 16) problems.push(`${variable}: key "${id}" is shorter than 16 characters`)
     if (keys.some((k) => k.id === id)) problems.push(`${variable}: key id "${id}" is used twice`)
     keys.push({ id, key })
   }
@@ -652,34 +641,24 @@ function readPem(variable: string, file: string | undefined, problems: string[])
   }
 }
 
-function securitySettings(env: Env, requireCacheKeys: boolean) {
+function securitySettings(env: Env) {
   const problems: string[] = []
-  const production = env.NODE_ENV === 'production'
 
-  const apiKeys = parseServiceKeys('SERVICE_API_KEYS', env.SERVICE_API_KEYS, production, problems)
-  const metricsKeys = parseServiceKeys('METRICS_API_KEYS', env.METRICS_API_KEYS, production, problems)
+  const apiKeys = parseServiceKeys('SERVICE_API_KEYS', env.SERVICE_API_KEYS, problems)
+  const metricsKeys = parseServiceKeys('METRICS_API_KEYS', env.METRICS_API_KEYS, problems)
 
+  // Without keys (CONFIG_RULES refuses that in production, except for tools that never touch the cache) a random
+  // per-process key seals the cache: nothing another instance or a restart wrote can be opened, so it is a miss.
   let encryptionKeys: CacheKey[]
   let encryptionKeyEphemeral = false
   if (env.CACHE_ENCRYPTION_KEYS !== undefined) {
     encryptionKeys = parseCacheKeys(env.CACHE_ENCRYPTION_KEYS, problems)
-  } else if (production && requireCacheKeys) {
-    problems.push('CACHE_ENCRYPTION_KEYS is required in production (cached user fields are encrypted with it)')
-    encryptionKeys = []
   } else {
     encryptionKeys = [{ id: 'ephemeral', secret: randomBytes(32).toString('base64') }]
     encryptionKeyEphemeral = true
   }
 
-  const redisTlsFiles = [env.REDIS_TLS_CA_FILE, env.REDIS_TLS_CERT_FILE, env.REDIS_TLS_KEY_FILE, env.REDIS_TLS_SERVERNAME]
   const rediss = env.REDIS_URL.startsWith('rediss://')
-  if (!rediss && !env.REDIS_URL.startsWith('redis://')) problems.push('REDIS_URL must start with redis:// or rediss://')
-  if (!rediss && redisTlsFiles.some((v) => v !== undefined)) {
-    problems.push('REDIS_TLS_* is set but REDIS_URL is not rediss://: refusing to connect in plaintext')
-  }
-  if ((env.REDIS_TLS_CERT_FILE === undefined) !== (env.REDIS_TLS_KEY_FILE === undefined)) {
-    problems.push('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together')
-  }
   const redisTls = rediss
     ? {
         ca: readPem('REDIS_TLS_CA_FILE', env.REDIS_TLS_CA_FILE, problems),
@@ -689,16 +668,6 @@ function securitySettings(env: Env, requireCacheKeys: boolean) {
       }
     : undefined
 
-  const sslFiles = [env.DATABASE_SSL_CA_FILE, env.DATABASE_SSL_CERT_FILE, env.DATABASE_SSL_KEY_FILE]
-  if (env.DATABASE_SSL_MODE === undefined && sslFiles.some((v) => v !== undefined)) {
-    problems.push('DATABASE_SSL_*_FILE needs DATABASE_SSL_MODE (verify-full, verify-ca or require)')
-  }
-  if (env.DATABASE_SSL_MODE === 'disable' && sslFiles.some((v) => v !== undefined)) {
-    problems.push('DATABASE_SSL_*_FILE is set but DATABASE_SSL_MODE=disable')
-  }
-  if ((env.DATABASE_SSL_CERT_FILE === undefined) !== (env.DATABASE_SSL_KEY_FILE === undefined)) {
-    problems.push('DATABASE_SSL_CERT_FILE and DATABASE_SSL_KEY_FILE go together')
-  }
   const databaseSsl =
     env.DATABASE_SSL_MODE === undefined
       ? undefined
@@ -712,6 +681,157 @@ function securitySettings(env: Env, requireCacheKeys: boolean) {
   if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
   return { apiKeys, metricsKeys, encryptionKeys, encryptionKeyEphemeral, redisTls, databaseSsl }
 }
+
+// --- rules between variables: what one variable's type and range cannot say. loadConfig checks every one of them on
+// the validated environment, before anything is built, and reports all that fail at once; docs/configuration.md
+// lists each rule's `rule` text (scripts/gen-config-doc.ts), so the list there is this table.
+
+export interface RuleContext {
+  production: boolean
+  /** False for `npm run dev`, which starts an embedded Postgres. */
+  requireDatabaseUrl: boolean
+  /** False for tools that never touch the cache (`npm run migrate`). */
+  requireCacheKeys: boolean
+}
+
+export interface ConfigRule {
+  /** The rule as docs/configuration.md states it. */
+  rule: string
+  /** One line per way the environment breaks it; none when it holds. */
+  check: (env: Env, context: RuleContext) => string[]
+}
+
+const when = (broken: boolean, problem: string): string[] => (broken ? [problem] : [])
+const redisTlsVariables = (env: Env) => [env.REDIS_TLS_CA_FILE, env.REDIS_TLS_CERT_FILE, env.REDIS_TLS_KEY_FILE, env.REDIS_TLS_SERVERNAME]
+const databaseSslFiles = (env: Env) => [env.DATABASE_SSL_CA_FILE, env.DATABASE_SSL_CERT_FILE, env.DATABASE_SSL_KEY_FILE]
+const serviceKeysOf = (variable: string, value: string | undefined) => parseServiceKeys(variable, value, [])
+
+function drainDelayMs(env: Env): number {
+  return env.SHUTDOWN_DRAIN_DELAY_MS ?? (env.NODE_ENV === 'production' ? DEFAULT_PRODUCTION_DRAIN_DELAY_MS : 0)
+}
+
+export const CONFIG_RULES: readonly ConfigRule[] = [
+  {
+    rule: '`DATABASE_URL` is required by `npm start` and `npm run migrate`; `npm run dev` starts an embedded Postgres instead.',
+    check: (env, c) => when(c.requireDatabaseUrl && !env.DATABASE_URL, 'DATABASE_URL is required (npm run dev starts an embedded Postgres instead)'),
+  },
+  {
+    rule: '`CACHE_ENCRYPTION_KEYS` is required when `NODE_ENV=production` (not by `npm run migrate`, which never touches the cache); elsewhere a random per-process key is used.',
+    check: (env, c) =>
+      when(
+        c.production && c.requireCacheKeys && env.CACHE_ENCRYPTION_KEYS === undefined,
+        'CACHE_ENCRYPTION_KEYS is required in production (cached user fields are encrypted with it)',
+      ),
+  },
+  {
+    rule: 'When `NODE_ENV=production`, every key in `SERVICE_API_KEYS` and `METRICS_API_KEYS` has at least 16 characters.',
+    check: (env, c) =>
+      c.production
+        ? (['SERVICE_API_KEYS', 'METRICS_API_KEYS'] as const).flatMap((variable) =>
+            serviceKeysOf(variable, env[variable])
+              .filter((k) => k.key.length > 0 && k.key.length < 16)
+              .map((k) => `${variable}: key "${k.id}" is shorter than 16 characters`),
+          )
+        : [],
+  },
+  {
+    rule: '`REQUIRE_API_KEY_FOR_VALIDATE=true` needs at least one key in `SERVICE_API_KEYS`.',
+    check: (env) =>
+      when(
+        env.REQUIRE_API_KEY_FOR_VALIDATE && serviceKeysOf('SERVICE_API_KEYS', env.SERVICE_API_KEYS).length === 0,
+        'REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS (otherwise /validate would stay open)',
+      ),
+  },
+  {
+    rule: '`REDIS_URL` starts with `redis://` or `rediss://`.',
+    check: (env) => when(!env.REDIS_URL.startsWith('redis://') && !env.REDIS_URL.startsWith('rediss://'), 'REDIS_URL must start with redis:// or rediss://'),
+  },
+  {
+    rule: 'Any `REDIS_TLS_*` variable needs a `rediss://` `REDIS_URL` (no plaintext fallback).',
+    check: (env) =>
+      when(
+        !env.REDIS_URL.startsWith('rediss://') && redisTlsVariables(env).some((v) => v !== undefined),
+        'REDIS_TLS_* is set but REDIS_URL is not rediss://: refusing to connect in plaintext',
+      ),
+  },
+  {
+    rule: '`REDIS_TLS_CERT_FILE` and `REDIS_TLS_KEY_FILE` are set together or not at all.',
+    check: (env) => when((env.REDIS_TLS_CERT_FILE === undefined) !== (env.REDIS_TLS_KEY_FILE === undefined), 'REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together'),
+  },
+  {
+    rule: 'Any `DATABASE_SSL_*_FILE` needs `DATABASE_SSL_MODE` set, and not to `disable`.',
+    check: (env) =>
+      databaseSslFiles(env).some((v) => v !== undefined)
+        ? [
+            ...when(env.DATABASE_SSL_MODE === undefined, 'DATABASE_SSL_*_FILE needs DATABASE_SSL_MODE (verify-full, verify-ca or require)'),
+            ...when(env.DATABASE_SSL_MODE === 'disable', 'DATABASE_SSL_*_FILE is set but DATABASE_SSL_MODE=disable'),
+          ]
+        : [],
+  },
+  {
+    rule: '`DATABASE_SSL_CERT_FILE` and `DATABASE_SSL_KEY_FILE` are set together or not at all.',
+    check: (env) =>
+      when((env.DATABASE_SSL_CERT_FILE === undefined) !== (env.DATABASE_SSL_KEY_FILE === undefined), 'DATABASE_SSL_CERT_FILE and DATABASE_SSL_KEY_FILE go together'),
+  },
+  {
+    rule: 'One Redis topology: `REDIS_SENTINELS` and `REDIS_CLUSTER_NODES` are not both set.',
+    check: (env) =>
+      when(env.REDIS_SENTINELS !== undefined && env.REDIS_CLUSTER_NODES !== undefined, 'REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: pick one topology'),
+  },
+  {
+    rule: '`REDIS_SENTINELS` needs `REDIS_SENTINEL_MASTER_NAME`, and the other `REDIS_SENTINEL_*` variables need `REDIS_SENTINELS`.',
+    check: (env) => [
+      ...when(env.REDIS_SENTINELS !== undefined && !env.REDIS_SENTINEL_MASTER_NAME, 'REDIS_SENTINELS needs REDIS_SENTINEL_MASTER_NAME'),
+      ...when(
+        !env.REDIS_SENTINELS && Boolean(env.REDIS_SENTINEL_MASTER_NAME || env.REDIS_SENTINEL_USERNAME || env.REDIS_SENTINEL_PASSWORD),
+        'REDIS_SENTINEL_* is set but REDIS_SENTINELS is not',
+      ),
+    ],
+  },
+  {
+    rule: 'Every port in `REDIS_SENTINELS` and `REDIS_CLUSTER_NODES` is 1–65535.',
+    check: (env) =>
+      (['REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const).flatMap((name) => {
+        const list = env[name]
+        return when(list !== undefined && hostPorts(list).some((hp) => !(hp.port >= 1 && hp.port <= 65535)), `${name}: a port is out of range`)
+      }),
+  },
+  {
+    rule: '`REDIS_POOL_MIN` does not exceed `REDIS_POOL_MAX`.',
+    check: (env) => when(env.REDIS_POOL_MIN > env.REDIS_POOL_MAX, 'REDIS_POOL_MIN must not exceed REDIS_POOL_MAX'),
+  },
+  {
+    rule:
+      'With `SLIDING_TTL_ENABLED=true`, `SLIDING_TTL_IDLE_SECONDS` exceeds `SLIDING_TTL_MIN_INTERVAL_SECONDS` (or an entry in use ' +
+      'expires between two extensions) and does not exceed `CACHE_TTL_SECONDS`.',
+    check: (env) =>
+      when(
+        env.SLIDING_TTL_ENABLED && (env.SLIDING_TTL_IDLE_SECONDS <= env.SLIDING_TTL_MIN_INTERVAL_SECONDS || env.SLIDING_TTL_IDLE_SECONDS > env.CACHE_TTL_SECONDS),
+        'SLIDING_TTL_IDLE_SECONDS must exceed SLIDING_TTL_MIN_INTERVAL_SECONDS (or an entry in use expires between two extensions) and not exceed CACHE_TTL_SECONDS',
+      ),
+  },
+  {
+    rule:
+      '`REVOCATION_OUTBOX_RETENTION_SECONDS` is at least `CACHE_TTL_SECONDS` + 60: a revocation stays readable for as long as an ' +
+      'entry it concerns can be cached.',
+    check: (env) =>
+      when(
+        env.REVOCATION_OUTBOX_RETENTION_SECONDS < env.CACHE_TTL_SECONDS + 60,
+        'REVOCATION_OUTBOX_RETENTION_SECONDS must be at least CACHE_TTL_SECONDS + 60: a revocation must stay readable for as long as an entry it concerns can be cached',
+      ),
+  },
+  {
+    rule:
+      '`SHUTDOWN_DRAIN_DELAY_MS` (default 5000 when `NODE_ENV=production`, else 0) is less than `SHUTDOWN_TIMEOUT_MS`: the deadline ' +
+      'counts from the signal, and in-flight requests and pools need time after the drain.',
+    check: (env) =>
+      when(
+        drainDelayMs(env) >= env.SHUTDOWN_TIMEOUT_MS,
+        `SHUTDOWN_DRAIN_DELAY_MS (${drainDelayMs(env)}) must be less than SHUTDOWN_TIMEOUT_MS (${env.SHUTDOWN_TIMEOUT_MS}): the deadline ` +
+          'counts from the signal, and in-flight requests and pools need time after the drain',
+      ),
+  },
+]
 
 const schemaKeys = Object.keys(EnvSchema.properties)
 
@@ -762,33 +882,13 @@ export function loadConfig(
       .map((e) => `${e.instancePath.slice(1) || '(root)'} ${e.message} (got ${JSON.stringify(raw[e.instancePath.slice(1)])})`)
     throw new ConfigError(`Invalid configuration:\n  - ${[...new Set(problems)].join('\n  - ')}`)
   }
-  const config = toConfig(value, { requireCacheKeys: options.requireCacheKeys })
-  if (config.redis.poolMin > config.redis.poolMax) {
-    throw new ConfigError('Invalid configuration:\n  - REDIS_POOL_MIN must not exceed REDIS_POOL_MAX')
+  const context: RuleContext = {
+    production: value.NODE_ENV === 'production',
+    requireDatabaseUrl: options.requireDatabaseUrl ?? true,
+    requireCacheKeys: options.requireCacheKeys ?? true,
   }
-  if (config.http.requireKeyForValidate && config.http.apiKeys.length === 0) {
-    throw new ConfigError('Invalid configuration:\n  - REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS (otherwise /validate would stay open)')
-  }
-  if (config.cache.slidingTtl && (config.cache.slidingIdleSeconds <= config.cache.slidingMinIntervalSeconds || config.cache.slidingIdleSeconds > config.cache.ttlSeconds)) {
-    throw new ConfigError(
-      'Invalid configuration:\n  - SLIDING_TTL_IDLE_SECONDS must exceed SLIDING_TTL_MIN_INTERVAL_SECONDS (or an entry in use expires ' +
-        'between two extensions) and not exceed CACHE_TTL_SECONDS',
-    )
-  }
-  if (config.revocation.retentionSeconds < config.cache.ttlSeconds + 60) {
-    throw new ConfigError(
-      'Invalid configuration:\n  - REVOCATION_OUTBOX_RETENTION_SECONDS must be at least CACHE_TTL_SECONDS + 60: a revocation must stay ' +
-        'readable for as long as an entry it concerns can be cached',
-    )
-  }
-  if (config.shutdownDrainDelayMs >= config.shutdownTimeoutMs) {
-    throw new ConfigError(
-      `Invalid configuration:\n  - SHUTDOWN_DRAIN_DELAY_MS (${config.shutdownDrainDelayMs}) must be less than SHUTDOWN_TIMEOUT_MS ` +
-        `(${config.shutdownTimeoutMs}): the deadline counts from the signal, and in-flight requests and pools need time after the drain`,
-    )
-  }
-  if ((options.requireDatabaseUrl ?? true) && !config.database.url) {
-    throw new ConfigError('Invalid configuration:\n  - DATABASE_URL is required (npm run dev starts an embedded Postgres instead)')
-  }
+  const broken = CONFIG_RULES.flatMap((r) => r.check(value, context))
+  if (broken.length > 0) throw new ConfigError(`Invalid configuration:\n  - ${broken.join('\n  - ')}`)
+  const config = toConfig(value)
   return deepFreeze(config)
 }

@@ -18,7 +18,7 @@ export const Errors = {
   InvalidField: createError('INVALID_FIELD', 'Field "%s" %s', 400),
   TargetRequired: createError('INVALIDATE_TARGET_REQUIRED', 'Exactly one of "token", "sessionId" or "userId" is required', 400),
   TargetAmbiguous: createError('INVALIDATE_TARGET_AMBIGUOUS', 'Give only one of "token", "sessionId" or "userId"', 400),
-  // 401/404/405/415
+  // 401/404/415
   Unauthorized: createError('UNAUTHORIZED', 'A valid service API key is required', 401),
   NotFound: createError('ROUTE_NOT_FOUND', 'Route %s %s not found', 404),
   UnsupportedMediaType: createError('UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be application/json', 415),

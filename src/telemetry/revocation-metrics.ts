@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { FeedPath, RevocationFeedObserver } from '../service/revocation-feed.js'
 
-/** From a few ms (NOTIFY) to the 1 s and 5 s bounds of shared/DESIGN.md, and past them. */
+/** From a few ms (NOTIFY) to the 1 s and 5 s bounds (docs/architecture.md, "The bounds, path by path"), and past them. */
 const LAG_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const PATHS: readonly FeedPath[] = ['notify', 'poll', 'catchup']
 

@@ -4,7 +4,7 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { startTestApp, type TestApp } from '../support/app.js'
 
 /**
- * GET /metrics: every series DESIGN.md names is exposed, the counters move with traffic, and no label value carries a
+ * GET /metrics: every series the test names is exposed, the counters move with traffic, and no label value carries a
  * token, its hash or a user id.
  */
 
@@ -58,7 +58,7 @@ function labelValues(body: string): string[] {
 }
 
 describe('GET /metrics', () => {
-  it('exposes every series DESIGN.md lists, with its type', async () => {
+  it('exposes every series listed below, with its type', async () => {
     const body = await scrape()
     const types: Record<string, string> = {
       session_validations_total: 'counter',

@@ -8,7 +8,7 @@ import { eventually } from '../support/gate.js'
 import { freePort, startRedisServer, type RedisServer } from '../support/redis-server.js'
 
 /**
- * The metrics and logs beyond DESIGN.md's list: Redis INFO and SLOWLOG pollers, hot keys and miss spikes, negative
+ * The metrics and logs beyond metrics.test.ts's list: Redis INFO and SLOWLOG pollers, hot keys and miss spikes, negative
  * cache, breaker events, pool gauges, and the audit trail of invalidations.
  */
 

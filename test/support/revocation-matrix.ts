@@ -7,7 +7,7 @@ import { eventually } from './gate.js'
 import { studioStatements } from './studio-statements.js'
 
 /**
- * The revocation matrix (shared/DESIGN.md, "Revocation: the guarantee, path by path"): every way a session ends,
+ * The revocation matrix (docs/architecture.md, "The bounds, path by path"): every way a session ends,
  * under one disturbance per test file, against two instances sharing one Redis and one Postgres schema.
  */
 

@@ -7,7 +7,7 @@ import { ask, revocationMatrix } from '../../support/revocation-matrix.js'
 // the cached entries are dropped first, then the call answers 503 (it is the caller's to retry). Nothing answers the
 // session valid meanwhile: uncached, it gets 503 (the answer cannot be known), never valid:true from a cache.
 // SQL endings are not in this cell: while the service cannot reach Postgres it cannot hear what is written there
-// (README, "Revocation": a partition between the service and Postgres holds cached answers until it heals).
+// (docs/architecture.md, "Revocation from Postgres": a partition between the service and Postgres holds cached answers until it heals).
 let proxy: TcpProxy
 revocationMatrix({
   name: 'the Postgres revoke failing (the service cut off from Postgres)',
