@@ -3,6 +3,7 @@ import type { SessionStore } from '../domain/ports.js'
 import { breakerState } from '../redis/breaker.js'
 import { poolStats, type RedisPool } from '../redis/pool.js'
 import { probeRedis, type RedisProbe, type RedisTimings } from '../redis/probe.js'
+import type { StoreAccessProblem, StoreAccessState } from '../service/store-access.js'
 
 export interface HealthDeps {
   pool: RedisPool
@@ -17,7 +18,7 @@ export interface HealthDeps {
   /** The Redis topology and what each master reported at the last poll. */
   topology?: () => { kind: string; masters: Array<{ address: string; role: string; connectedReplicas: number; replicas: Array<{ address: string; state: string; lagSeconds: number | null }> }> }
   /** Whether the service's Postgres role can do its work (service/store-access.ts), and what it lacks. */
-  storeAccess?: () => { state: 'unknown' | 'ok' | 'misconfigured'; problems: Array<{ check: string; sqlstate: string | null; detail: string }> }
+  storeAccess?: () => { state: StoreAccessState; problems: readonly StoreAccessProblem[] }
   /** The revocation feed: the LISTEN connection's state and how far the outbox has been applied. */
   revocation?: () => {
     listener: string

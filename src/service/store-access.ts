@@ -2,6 +2,7 @@ import type { Log } from './observer.js'
 
 export type StoreAccessState = 'unknown' | 'ok' | 'misconfigured'
 
+/** One thing the service's role cannot do, named so that an operator knows which grant or policy is missing. */
 export interface StoreAccessProblem {
   check: string
   sqlstate: string | null

@@ -3,13 +3,7 @@ import { activitySql } from './pg-activity.js'
 import { classifyPgFailure, sqlState } from './pg-errors.js'
 import { outboxSql } from './pg-outbox.js'
 import { sessionSql } from './pg-session-store.js'
-
-/** One thing the service's role cannot do, named so that an operator knows which grant or policy is missing. */
-export interface AccessProblem {
-  check: string
-  sqlstate: string | null
-  detail: string
-}
+import type { StoreAccessProblem as AccessProblem } from '../service/store-access.js'
 
 const NO_ID = '00000000-0000-0000-0000-000000000000'
 

@@ -1,13 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startTestApp, type TestApp } from '../support/app.js'
+import { startTestApp } from '../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
-
-async function metric(app: TestApp, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const found = (await app.app.internals.metrics.registry.getSingleMetric(name)?.get())?.values ?? []
-  const match = found.find((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
-  return match?.value ?? 0
-}
+import { metricValue as metric } from '../support/metrics.js'
 
 const HOUR_AGO = () => new Date(Date.now() - 3_600_000)
 
@@ -51,13 +46,13 @@ describe('last_activity_at recording', () => {
         for (const a of answers) expect(a.json()).toMatchObject({ valid: true, source: 'redis' })
         // Nothing on the answer's path went to Postgres: well inside one proxied round trip.
         expect(tookMs).toBeLessThan(2000)
-        expect(await metric(slow, 'session_activity_total', { outcome: 'queued' })).toBe(2)
-        expect(await metric(slow, 'session_activity_total', { outcome: 'dropped' })).toBe(3)
+        expect(await metric(slow.app, 'session_activity_total', { outcome: 'queued' })).toBe(2)
+        expect(await metric(slow.app, 'session_activity_total', { outcome: 'dropped' })).toBe(3)
         expect(slow.app.internals.postgres.activity!.pending).toBe(2)
         // The flush's statement outlives its timeout through the slowed proxy: its batch is dropped, not retried.
         await slow.app.internals.postgres.activity!.flush()
-        expect(await metric(slow, 'session_activity_total', { outcome: 'dropped' })).toBe(5)
-        expect(await metric(slow, 'session_activity_total', { outcome: 'written' })).toBe(0)
+        expect(await metric(slow.app, 'session_activity_total', { outcome: 'dropped' })).toBe(5)
+        expect(await metric(slow.app, 'session_activity_total', { outcome: 'written' })).toBe(0)
         expect(slow.app.internals.postgres.activity!.pending).toBe(0)
         proxy.resume()
         for (const s of sessions) expect((await db.sessionRow(s.sessionId))!.last_activity_at!.getTime()).toBeLessThan(Date.now() - 3_500_000)
@@ -93,8 +88,8 @@ describe('last_activity_at recording', () => {
       await a.app.internals.postgres.activity!.flush()
       const first = (await db.sessionRow(s.sessionId))!.last_activity_at!.getTime()
       await b.app.internals.postgres.activity!.flush()
-      expect(await metric(a, 'session_activity_total', { outcome: 'written' })).toBe(1)
-      expect(await metric(b, 'session_activity_total', { outcome: 'written' })).toBe(0)
+      expect(await metric(a.app, 'session_activity_total', { outcome: 'written' })).toBe(1)
+      expect(await metric(b.app, 'session_activity_total', { outcome: 'written' })).toBe(0)
       expect((await db.sessionRow(s.sessionId))!.last_activity_at!.getTime()).toBe(first)
     } finally {
       await a.close()

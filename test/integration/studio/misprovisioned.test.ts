@@ -6,13 +6,7 @@ import { createTestDatabase, type TestDatabase } from '../../support/database.js
 import { eventually } from '../../support/gate.js'
 import { studioStatements } from '../../support/studio-statements.js'
 import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js'
-
-/** A counter or gauge's value for one label set, read from the app's own registry. */
-async function metric(app: TestApp, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const found = (await app.app.internals.metrics.registry.getSingleMetric(name)?.get())?.values ?? []
-  const match = found.find((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
-  return match?.value ?? 0
-}
+import { metricValue as metric } from '../../support/metrics.js'
 
 const ready = async (app: TestApp) => (await app.app.inject({ method: 'GET', url: '/health/ready' })).statusCode
 const health = async (app: TestApp) => {
@@ -70,7 +64,7 @@ describe('when the service role is misprovisioned', () => {
     expect(res.statusCode).toBe(500)
     expect(res.json().code).toBe('SESSION_STORE_MISCONFIGURED')
     expect(res.headers['retry-after']).toBeUndefined()
-    expect(await metric(app, 'session_store_misconfigured')).toBe(1)
+    expect(await metric(app.app, 'session_store_misconfigured')).toBe(1)
     const lines = fixLines(app)
     expect(lines).toHaveLength(1)
     expect(String(lines[0]!.fix)).toContain(`-v role=${db.role} -v schema=${db.schema}`)
@@ -78,7 +72,7 @@ describe('when the service role is misprovisioned', () => {
     await asOwner(db, (client) => applyRuntimeRole(client, db!.role!, db!.schema))
     await eventually(async () => (await ready(app!)) === 200, 5000, 'ready once the role is granted')
     expect((await app.validate(token)).json()).toMatchObject({ valid: true })
-    expect(await metric(app, 'session_store_misconfigured')).toBe(0)
+    expect(await metric(app.app, 'session_store_misconfigured')).toBe(0)
     expect(fixLines(app)).toHaveLength(1)
   })
 
@@ -116,7 +110,7 @@ describe('when the service role is misprovisioned', () => {
     expect(res.json().code).toBe('SESSION_STORE_MISCONFIGURED')
     expect(res.headers['retry-after']).toBeUndefined()
     expect((await db.sessionRow(sessionId))?.revoked_at).toBeNull()
-    expect(await metric(app, 'postgres_query_errors_total', { query: 'revoke_by_session', kind: 'permanent', sqlstate: '42501' })).toBe(1)
+    expect(await metric(app.app, 'postgres_query_errors_total', { query: 'revoke_by_session', kind: 'permanent', sqlstate: '42501' })).toBe(1)
     const logged = app.logs.entries().find((e) => e.level === 50 && e.query === 'revoke_by_session')
     expect(logged).toMatchObject({ sqlstate: '42501', fix: 'ops/postgres/runtime-role.sql' })
     await eventually(async () => (await ready(app!)) === 503, 5000, 'not ready after the permanent failure')

@@ -2,13 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestApp, type TestApp } from '../../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../../support/database.js'
 import { studioStatements } from '../../support/studio-statements.js'
-
-/** A counter or gauge's value for one label set, read from the app's own registry (what /metrics would show). */
-async function metric(app: TestApp, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const found = (await app.app.internals.metrics.registry.getSingleMetric(name)?.get())?.values ?? []
-  const match = found.find((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
-  return match?.value ?? 0
-}
+import { metricValue as metric } from '../../support/metrics.js'
 
 const outboxRows = async (db: TestDatabase) => Number((await db.query('SELECT count(*) AS n FROM $schema.session_cache_outbox')).rows[0].n)
 
@@ -104,8 +98,8 @@ describe.each(['owner', 'runtime'] as const)("on the Studio's schema, the servic
       await db.query('UPDATE $schema.user_sessions SET last_activity_at = $1 WHERE id = $2', [hourAgo, s.sessionId])
     }
     const outboxBefore = await outboxRows(db)
-    const writtenBefore = await metric(app, 'session_activity_total', { outcome: 'written' })
-    const errorsBefore = await metric(app, 'postgres_query_errors_total')
+    const writtenBefore = await metric(app.app, 'session_activity_total', { outcome: 'written' })
+    const errorsBefore = await metric(app.app, 'postgres_query_errors_total')
     // From Postgres, then from Redis: both count as use.
     for (const s of sessions) await app.validate(s.token)
     await app.settle()
@@ -117,16 +111,16 @@ describe.each(['owner', 'runtime'] as const)("on the Studio's schema, the servic
       expect(at).toBeGreaterThan(hourAgo.getTime() + 3_500_000)
       expect(at).toBeLessThanOrEqual(usedAt)
     }
-    expect(await metric(app, 'session_activity_total', { outcome: 'written' })).toBe(writtenBefore + 3)
+    expect(await metric(app.app, 'session_activity_total', { outcome: 'written' })).toBe(writtenBefore + 3)
     expect(await outboxRows(db)).toBe(outboxBefore)
-    expect(await metric(app, 'postgres_query_errors_total')).toBe(errorsBefore)
+    expect(await metric(app.app, 'postgres_query_errors_total')).toBe(errorsBefore)
 
     // Used again within the interval: nothing more is queued or written.
-    const queued = await metric(app, 'session_activity_total', { outcome: 'queued' })
+    const queued = await metric(app.app, 'session_activity_total', { outcome: 'queued' })
     for (const s of sessions) await app.validate(s.token)
     await app.app.internals.postgres.activity!.flush()
-    expect(await metric(app, 'session_activity_total', { outcome: 'queued' })).toBe(queued)
-    expect(await metric(app, 'session_activity_total', { outcome: 'written' })).toBe(writtenBefore + 3)
+    expect(await metric(app.app, 'session_activity_total', { outcome: 'queued' })).toBe(queued)
+    expect(await metric(app.app, 'session_activity_total', { outcome: 'written' })).toBe(writtenBefore + 3)
   })
 })
 
@@ -174,7 +168,7 @@ describe('last_activity_at from an L1 answer, and with recording off', () => {
       expect((await app.validate(token)).json()).toMatchObject({ valid: true })
       await app.settle()
       expect((await db.sessionRow(sessionId))!.last_activity_at!.getTime()).toBe(old.getTime())
-      expect(await metric(app, 'session_activity_total', { outcome: 'queued' })).toBe(0)
+      expect(await metric(app.app, 'session_activity_total', { outcome: 'queued' })).toBe(0)
     } finally {
       await app.close()
     }
