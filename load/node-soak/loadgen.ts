@@ -46,6 +46,12 @@ export interface LoadResult {
   buckets: Bucket[]
   wrongExamples: string[]
   errorExamples: string[]
+  /**
+   * Every 503 as [due ms, answered ms, code] after the start (the first MAX_503S; `more503s` counts the rest): whether
+   * it belongs to the Redis restart depends on both ends, since a request due before the kill can be answered after it.
+   */
+  status503s: Array<[number, number, string]>
+  more503s: number
   /** How late the generator put each request on its connection, in µs: its own lag, already inside the latency. */
   dispatchLag: string
   cpuUserS: number
@@ -57,6 +63,7 @@ export interface LoadResult {
 export type ToParent = { type: 'started'; startEpochMs: number } | { type: 'done'; result: LoadResult } | { type: 'failed'; error: string }
 
 const TIMEOUT_MS = 30_000
+const MAX_503S = 100_000
 const HIGHEST_US = 60_000_000
 const histogram = () => hdr.build({ bitBucketSize: 'packed', lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_US, numberOfSignificantValueDigits: 3 })
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -83,6 +90,8 @@ async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<LoadRes
   }))
   const wrongExamples: string[] = []
   const errorExamples: string[] = []
+  const status503s: Array<[number, number, string]> = []
+  let more503s = 0
   const lag = histogram()
   const json = { 'content-type': 'application/json' }
   const auth = { ...json, authorization: `Bearer ${o.serviceKey}` }
@@ -107,11 +116,14 @@ async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<LoadRes
       .request({ path: kind === 'invalidate' ? '/invalidate' : '/validate', method: 'POST', headers: kind === 'invalidate' ? auth : json, body: JSON.stringify({ token }) })
       .then(async (res) => {
         const body = await res.body.text()
-        bucket.latency.recordValue(Math.min(HIGHEST_US, Math.max(1, Math.round((performance.now() - t0 - dueMs) * 1000))))
+        const answeredMs = performance.now() - t0
+        bucket.latency.recordValue(Math.min(HIGHEST_US, Math.max(1, Math.round((answeredMs - dueMs) * 1000))))
         bucket.statuses[res.statusCode] = (bucket.statuses[res.statusCode] ?? 0) + 1
         if (res.statusCode === 503) {
           const code = codeOf(body)
           bucket.codes503[code] = (bucket.codes503[code] ?? 0) + 1
+          if (status503s.length < MAX_503S) status503s.push([Math.round(dueMs), Math.round(answeredMs), code])
+          else more503s++
         } else if (res.statusCode === 200) {
           bucket.answered[kind]++
           if (!isRight(kind, body)) {
@@ -153,6 +165,8 @@ async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<LoadRes
     buckets: buckets.map((b) => ({ ...b, latency: hdr.encodeIntoCompressedBase64(b.latency) })),
     wrongExamples,
     errorExamples,
+    status503s,
+    more503s,
     dispatchLag: hdr.encodeIntoCompressedBase64(lag),
     cpuUserS: cpu.user / 1e6,
     cpuSystemS: cpu.system / 1e6,

@@ -40,7 +40,7 @@ export function renderSection(r: SoakReport): string {
   const rates = r.samples.map((s, i) => {
     const prev = i === 0 ? r.baseline : r.samples[i - 1]!
     const dt = Math.max(s.t - prev.t, 0.001)
-    return { cpu: ((s.cpuSeconds - prev.cpuSeconds) / dt) * 100, pg: (s.postgresQueries - prev.postgresQueries) / dt, fromPg: (s.answeredFromPostgres - prev.answeredFromPostgres) / dt, busy: s.storeBusy - prev.storeBusy }
+    return { cpu: ((s.cpuSeconds - prev.cpuSeconds) / dt) * 100, pg: (s.postgresQueries - prev.postgresQueries) / dt, pgMs: ((s.postgresQuerySeconds - prev.postgresQuerySeconds) / Math.max(1, s.postgresQueries - prev.postgresQueries)) * 1000, fromPg: (s.answeredFromPostgres - prev.answeredFromPostgres) / dt, busy: s.storeBusy - prev.storeBusy }
   })
   const windowText = r.window === null ? 'none (the run ended before the restart)' : `${r.window.from.toFixed(1)} s to ${Number.isFinite(r.window.to) ? `${r.window.to.toFixed(1)} s` : 'the end'}`
   return [
@@ -94,13 +94,13 @@ export function renderSection(r: SoakReport): string {
     `Open fds / active handles / timers / pool connections (Redis + Postgres): before load (cache filled) ${r.baseline.openFds} / ${r.baseline.activeHandles} / ${r.baseline.timers} / ${r.baseline.poolConnections}; ` +
       `after the load's connections closed ${r.afterLoad.openFds} / ${r.afterLoad.activeHandles} / ${r.afterLoad.timers} / ${r.afterLoad.poolConnections}. Server exit code after SIGTERM: ${r.serverExit}.`,
     ``,
-    `The server over time (${every === 1 ? 'every sample' : `every ${every}th sample`}; rates since the sample before): CPU in % of one core, Postgres queries/s, answers from Postgres/s, 503 SESSION_STORE_BUSY.`,
+    `The server over time (${every === 1 ? 'every sample' : `every ${every}th sample`}; rates since the sample before): CPU in % of one core, Postgres queries/s and their mean duration as the service saw it, answers from Postgres/s, 503 SESSION_STORE_BUSY.`,
     ``,
-    `| t s | RSS | heap used | open fds | handles | timers | pool connections | CPU | Postgres q/s | from Postgres/s | STORE_BUSY |`,
-    `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
+    `| t s | RSS | heap used | open fds | handles | timers | pool connections | CPU | Postgres q/s | ms/query | from Postgres/s | STORE_BUSY |`,
+    `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
     ...curve.map((s) => {
       const k = rates[r.samples.indexOf(s)]!
-      return `| ${s.t.toFixed(0)} | ${mib(s.rssBytes)} | ${mib(s.heapUsedBytes)} | ${s.openFds} | ${s.activeHandles} | ${s.timers} | ${s.poolConnections} | ${k.cpu.toFixed(0)} % | ${n(k.pg)} | ${n(k.fromPg)} | ${n(k.busy)} |`
+      return `| ${s.t.toFixed(0)} | ${mib(s.rssBytes)} | ${mib(s.heapUsedBytes)} | ${s.openFds} | ${s.activeHandles} | ${s.timers} | ${s.poolConnections} | ${k.cpu.toFixed(0)} % | ${n(k.pg)} | ${k.pgMs.toFixed(1)} | ${n(k.fromPg)} | ${n(k.busy)} |`
     }),
     ``,
   ].filter((line, i, all) => !(line === '' && all[i - 1] === '')).join('\n')

@@ -136,7 +136,7 @@ async function main(): Promise<number> {
           samples.push(s)
           const dt = Math.max(s.t - previous.t, 0.001)
           say(`  t=${s.t.toFixed(0)}s rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(s.heapUsedBytes / 2 ** 20).toFixed(1)} MiB fds ${s.openFds} handles ${s.activeHandles} timers ${s.timers}` +
-            ` cpu ${(((s.cpuSeconds - previous.cpuSeconds) / dt) * 100).toFixed(0)} % pg ${((s.postgresQueries - previous.postgresQueries) / dt).toFixed(0)} q/s busy ${s.storeBusy - previous.storeBusy}`)
+            ` cpu ${(((s.cpuSeconds - previous.cpuSeconds) / dt) * 100).toFixed(0)} % pg ${((s.postgresQueries - previous.postgresQueries) / dt).toFixed(0)} q/s ${(((s.postgresQuerySeconds - previous.postgresQuerySeconds) / Math.max(1, s.postgresQueries - previous.postgresQueries)) * 1000).toFixed(1)} ms/q busy ${s.storeBusy - previous.storeBusy}`)
           previous = s
         }
         const next = Date.now() + SAMPLE_EVERY_S * 1000

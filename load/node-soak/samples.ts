@@ -16,6 +16,7 @@ export interface Sample {
   /** Counters, for rates between samples: the process's CPU seconds, Postgres queries, answers from Postgres, 503 SESSION_STORE_BUSY. */
   cpuSeconds: number
   postgresQueries: number
+  postgresQuerySeconds: number
   answeredFromPostgres: number
   storeBusy: number
 }
@@ -42,6 +43,7 @@ export async function sample(metricsUrl: string, t: number): Promise<Sample> {
     poolConnections: read(body, 'redis_pool_size') + read(body, 'postgres_pool_size'),
     cpuSeconds: read(body, 'process_cpu_seconds_total'),
     postgresQueries: sumOf(body, 'postgres_query_duration_seconds_count'),
+    postgresQuerySeconds: sumOf(body, 'postgres_query_duration_seconds_sum'),
     answeredFromPostgres: sumOf(body, 'session_validations_total', 'source="postgres"'),
     storeBusy: sumOf(body, 'session_service_errors_total', 'SESSION_STORE_BUSY'),
   }

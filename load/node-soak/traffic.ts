@@ -74,13 +74,12 @@ const summary = (h: hdr.Histogram): LatencySummary => ({
   p999Ms: h.getValueAtPercentile(99.9) / 1000,
   maxMs: h.maxValue / 1000,
 })
-const addTo = (into: Record<string, number>, from: Record<string, number>) => {
-  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v
-}
 
 /**
- * `window` is in seconds after the first scheduled send. A bucket (one second of scheduled sends) counts as inside it
- * if any part of it overlaps, so the window is rounded outwards to whole seconds: generous to the service, never less.
+ * `window` is in seconds after the first scheduled send. For the requests sent (the 503 share's denominator) and the
+ * latencies, a bucket (one second of scheduled sends) counts as inside it if any part of it overlaps: the window is
+ * rounded outwards to whole seconds. A 503 is the restart's if the request was due before the window closed and
+ * answered after it opened (one due just before the kill can fail because of it); any other 503 is outside.
  */
 export function tally(r: LoadResult, window: { from: number; to: number } | undefined): TrafficCounts {
   const inside = (s: number) => window !== undefined && s + 1 > window.from && s < window.to
@@ -111,12 +110,8 @@ export function tally(r: LoadResult, window: { from: number; to: number } | unde
     for (const [status, c] of Object.entries(b.statuses)) if (status !== '200' && status !== '503') counts.otherStatus[status] = (counts.otherStatus[status] ?? 0) + c
     counts.errors += b.errors
     counts.timeouts += b.timeouts
-    const side = inside(s) ? counts.inWindow : counts.outside
-    side.sent += b.sent
-    side.status503 += status503
-    addTo(side.codes503, b.codes503)
+    ;(inside(s) ? counts.inWindow : counts.outside).sent += b.sent
     ;(inside(s) ? inH : outH).add(h)
-    if (!inside(s) && status503 > 0 && counts.outside.first503s.length < 3) counts.outside.first503s.push(`${status503} due in second ${s} (${Object.entries(b.codes503).map(([c, k]) => `${c} ${k}`).join(', ')})`)
     if (s % 5 === 0) {
       flush()
       slice = { h: build(), fromS: s, sent: 0, status503: 0, inWindow: false }
@@ -127,6 +122,16 @@ export function tally(r: LoadResult, window: { from: number; to: number } | unde
     slice!.inWindow ||= inside(s)
   })
   flush()
+  for (const [dueMs, answeredMs, code] of r.status503s) {
+    const theRestarts = window !== undefined && dueMs / 1000 <= window.to && answeredMs / 1000 >= window.from
+    const side = theRestarts ? counts.inWindow : counts.outside
+    side.status503++
+    side.codes503[code] = (side.codes503[code] ?? 0) + 1
+    if (!theRestarts && counts.outside.first503s.length < 3) counts.outside.first503s.push(`${code} due at ${(dueMs / 1000).toFixed(1)} s, answered at ${(answeredMs / 1000).toFixed(1)} s`)
+  }
+  // Beyond the list's cap: counted as outside, the side that fails the run.
+  counts.outside.status503 += r.more503s
+  if (r.more503s) counts.outside.codes503['(beyond the list)'] = r.more503s
   counts.latency = summary(all)
   counts.inWindow.latency = summary(inH)
   counts.outside.latency = summary(outH)
