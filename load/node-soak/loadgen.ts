@@ -10,6 +10,7 @@
  * Bounded: exactly round(rate x duration) requests, each with a 30 s timeout; loopback only (the parent passes the URL).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { pathToFileURL } from 'node:url'
 import * as hdr from 'hdr-histogram-js'
 import { Client, errors } from 'undici'
 import { codeOf, isRight, pick, zero, type Kind } from './mix.js'
@@ -69,7 +70,7 @@ const histogram = () => hdr.build({ bitBucketSize: 'packed', lowestDiscernibleVa
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const any = <T>(list: T[]) => list[Math.floor(Math.random() * list.length)]!
 
-async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<LoadResult> {
+export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<LoadResult> {
   const origin = new URL(o.url).origin
   const clients = Array.from({ length: o.connections }, () =>
     new Client(origin, { pipelining: 1, headersTimeout: TIMEOUT_MS, bodyTimeout: TIMEOUT_MS, keepAliveTimeout: 120_000, connectTimeout: 10_000 }))
@@ -175,8 +176,9 @@ async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<LoadRes
   }
 }
 
-// Forked with an IPC channel: one 'start' message in, 'started' and then 'done' (or 'failed') out.
-if (process.send) {
+// Forked with an IPC channel: one 'start' message in, 'started' and then 'done' (or 'failed') out. Only as the entry
+// point: imported (a test), the module must not take over its host's IPC channel.
+if (process.send && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const send = (m: ToParent) => process.send!(m)
   process.once('message', (message: { type: 'start'; options: LoadOptions }) => {
     run(message.options, send).then(
