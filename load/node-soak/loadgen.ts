@@ -21,7 +21,8 @@ export interface LoadOptions {
   /** Requests per second over all connections. */
   rate: number
   durationS: number
-  arrivals: 'constant' | 'poisson'
+  /** burst: each second's requests all due at its start, the shape autocannon gave the old soak (for comparison only). */
+  arrivals: 'constant' | 'poisson' | 'burst'
   validTokens: string[]
   revokedTokens: string[]
   serviceKey: string
@@ -148,7 +149,7 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
     while (i < total && nextMs <= now) {
       fire(i, nextMs)
       i++
-      nextMs = o.arrivals === 'poisson' ? nextMs + exponential() : (i * 1000) / o.rate
+      nextMs = o.arrivals === 'poisson' ? nextMs + exponential() : o.arrivals === 'burst' ? Math.floor(i / o.rate) * 1000 : (i * 1000) / o.rate
     }
     if (i < total) await sleep(Math.max(0, nextMs - (performance.now() - t0)))
   }

@@ -7,7 +7,7 @@
  *
  *   npm run soak                                   # 10 min, 1000 connections, 1,000 req/s; writes BENCHMARKS.md
  *   npm run soak -- --duration=60 --write=false    # a short run
- *   options: --connections --rate --arrivals=constant|poisson --sessions --revoked --recovery --warmup --sample-every
+ *   options: --connections --rate --arrivals=constant|poisson|burst (burst: the old autocannon shape, to compare) --sessions --revoked --recovery --warmup --sample-every
  *   diagnostics: --server-env=K=V,K=V (extra server settings; the run then says so) --server-log=FILE --profile=DIR (--cpu-prof)
  *
  * Everything listens on loopback; the load is bounded (rate x duration requests, each with a timeout). Redis is a
@@ -35,7 +35,7 @@ const DURATION_S = num('duration', 600)
 const CONNECTIONS = num('connections', 1000)
 /** Requests per second over all connections (the seed's 1000 users, one request a second each). */
 const RATE = num('rate', 1000)
-const ARRIVALS = args.get('arrivals') === 'poisson' ? 'poisson' : 'constant'
+const ARRIVALS = args.get('arrivals') === 'poisson' ? 'poisson' : args.get('arrivals') === 'burst' ? 'burst' : 'constant'
 /** The seed's bound on the 99th percentile, and the share of 503s allowed while Postgres carries the sessions. */
 const P99_LIMIT_MS = 5
 const WINDOW_503_LIMIT_PCT = 1
