@@ -19,6 +19,8 @@ export interface Sample {
   postgresQuerySeconds: number
   answeredFromPostgres: number
   storeBusy: number
+  /** The server's own event-loop delay, p99 since the previous scrape (prom-client resets it on each). */
+  loopDelayP99Ms: number
 }
 
 /** Sum of every series of a gauge with labels (prom-client reports handles per type; the *_total gauges are off). */
@@ -46,7 +48,14 @@ export async function sample(metricsUrl: string, t: number): Promise<Sample> {
     postgresQuerySeconds: sumOf(body, 'postgres_query_duration_seconds_sum'),
     answeredFromPostgres: sumOf(body, 'session_validations_total', 'source="postgres"'),
     storeBusy: sumOf(body, 'session_service_errors_total', 'SESSION_STORE_BUSY'),
+    loopDelayP99Ms: read(body, 'nodejs_eventloop_lag_p99_seconds') * 1000,
   }
+}
+
+/** The Redis breaker's state from /metrics: 0 closed, 1 half-open, 2 open. */
+export async function breakerState(metricsUrl: string): Promise<number> {
+  const body = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) })).text()
+  return read(body, 'circuit_breaker_state', '{breaker="redis"}')
 }
 
 export interface SeriesSummary {
