@@ -87,6 +87,7 @@ async function seed(client: pg.Client, schema: string, count: number, revoked: b
 
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString()
+  const loadAvgAtStart = os.loadavg()[0]!
   const schema = `ssc_soak_${randomBytes(4).toString('hex')}`
   const client = new pg.Client({ connectionString: DATABASE_URL })
   await client.connect()
@@ -206,7 +207,9 @@ async function main(): Promise<number> {
         check: 'Redis restarted mid-run',
         ok: restartAt !== null,
         detail: restartAt === null ? 'never' : `killed at ${(restartAt as number).toFixed(1)} s, accepting again at ${redisBackAt === null ? '?' : (redisBackAt as number).toFixed(1)} s; ` +
-          `the service's breaker open by ${breaker.openedAt === null ? '(not seen open)' : `${breaker.openedAt.toFixed(1)} s`}, closed again by ${breaker.closedAt === null ? '(not before the end)' : `${breaker.closedAt.toFixed(1)} s`} (read every 0.5 s)`,
+          (breaker.openedAt === null
+            ? 'the Redis breaker never read open (read every 0.5 s from the kill)'
+            : `the Redis breaker read open at ${breaker.openedAt.toFixed(1)} s and closed again ${breaker.closedAt === null ? 'not before the end' : `at ${breaker.closedAt.toFixed(1)} s`} (read every 0.5 s)`),
       },
       {
         check: `p99 < ${P99_LIMIT_MS} ms over every request, from its scheduled send time`,
@@ -236,7 +239,7 @@ async function main(): Promise<number> {
     const cpu = os.cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'unknown CPU'
     const report: SoakReport = {
       startedAt,
-      machine: `Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, shared with other work (other agents' tests ran meanwhile); load generator (its own process), service, Redis and Postgres on the same cores`,
+      machine: `Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, shared with other work (other agents' tests ran meanwhile; 1-min load average ${loadAvgAtStart.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end); load generator (its own process), service, Redis and Postgres on the same cores`,
       settings: { rate: RATE, arrivals: ARRIVALS, durationS: DURATION_S, connections: CONNECTIONS, warmupS: WARMUP_S, sampleEveryS: SAMPLE_EVERY_S, sessions: SESSIONS, revoked: REVOKED, recoveryS: RECOVERY_S },
       redisRestartAtS: restartAt,
       redisBackAtS: redisBackAt,
