@@ -180,9 +180,10 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
 // Forked with an IPC channel: one 'start' message in, 'started' and then 'done' (or 'failed') out. Only as the entry
 // point: imported (a test), the module must not take over its host's IPC channel.
 if (process.send && process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const send = (m: ToParent) => process.send!(m)
+  // The channel is closed only once the last message has gone out (the result is large).
+  const send = (m: ToParent) => new Promise<void>((resolve) => process.send!(m, undefined, undefined, () => resolve()))
   process.once('message', (message: { type: 'start'; options: LoadOptions }) => {
-    run(message.options, send).then(
+    run(message.options, (m) => void send(m)).then(
       (result) => send({ type: 'done', result }),
       (err: unknown) => send({ type: 'failed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     ).finally(() => process.disconnect())

@@ -22,7 +22,9 @@ export function startLoad(root: string, options: LoadOptions) {
       else if (m.type === 'done') resolve(m.result)
       else reject(new Error(`load generator failed: ${m.error}`))
     })
-    child.once('exit', (code) => reject(new Error(`load generator exited with ${code} before reporting`)))
+    // 'exit' can come before the last IPC message is handled; 'close' comes after the channel closed, and the grace is
+    // for a large result still being parsed.
+    child.once('close', (code) => setTimeout(() => reject(new Error(`load generator exited with ${code} before reporting`)), 1000))
   })
   child.send({ type: 'start', options })
   return {
