@@ -1,13 +1,17 @@
 /**
- * npm run soak: mixed traffic against the real server process under many keep-alive connections, with a Redis
- * restart in the middle, watching the process for what only time shows: memory growth, leaked sockets or timers,
- * and any wrong answer. Writes its summary into BENCHMARKS.md ("## Soak"), generated, never by hand.
+ * npm run soak: the seed's load test. An open-loop load (load/node-soak/loadgen.ts, a process of its own) against the
+ * real server process over many keep-alive connections, with a Redis restart in the middle; checks the latency (p99
+ * from each request's scheduled send time), the 503s inside and outside the restart's window, every answer, and what
+ * only time shows: memory growth, leaked sockets or timers. Writes its summary into BENCHMARKS.md ("## Soak"),
+ * generated, never by hand.
  *
- *   npm run soak                                   # 10 min or 1,000,000 requests, 1000 connections; writes BENCHMARKS.md
- *   npm run soak -- --duration=60 --connections=200 --write=false     # a smoke run
+ *   npm run soak                                   # 10 min, 1000 connections, 1,000 req/s; writes BENCHMARKS.md
+ *   npm run soak -- --duration=60 --write=false    # a short run
+ *   options: --connections --rate --arrivals=constant|poisson|burst (burst: the old autocannon shape, to compare) --sessions --revoked --recovery --warmup --sample-every
+ *   diagnostics: --server-env=K=V,K=V (extra server settings; the run then says so) --server-log=FILE --profile=DIR (--cpu-prof)
  *
- * Everything listens on loopback; the load is bounded by its duration and request count. Redis is a private
- * redis-server on a free port (so it can be killed); Postgres is the shared test database, in a schema of its own.
+ * Everything listens on loopback; the load is bounded (rate x duration requests, each with a timeout). Redis is a
+ * private redis-server on a free port (so it can be killed); Postgres is the shared test database, in a schema of its own.
  */
 import { randomBytes, randomUUID } from 'node:crypto'
 import http from 'node:http'
@@ -20,23 +24,21 @@ import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
 import { startRedisServer } from '../../test/support/redis-server.js'
 import { renderSection, writeSection, type SoakReport } from './report.js'
-import { sample, summarise, unexplained, type Sample } from './samples.js'
+import { breakerState, sample, summarise, unexplained, type Sample } from './samples.js'
 import { startServer } from './server.js'
-import { runTraffic } from './traffic.js'
+import { startLoad, tally } from './traffic.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]))
 const num = (name: string, fallback: number) => Number(args.get(name) ?? fallback)
 const DURATION_S = num('duration', 600)
-const MAX_REQUESTS = num('max-requests', 1_000_000)
 const CONNECTIONS = num('connections', 1000)
-/**
- * Requests per second over all connections; default one per connection per second, the least autocannon can pace:
- * below that it would not slow each connection down but open fewer connections (it caps them at the rate). A soak
- * looks for what time does, not for the ceiling (`npm run bench`, load/breakpoint.ts): unthrottled, 1000 connections
- * on two shared cores are pure overload. --rate=0 drives it unthrottled anyway.
- */
-const RATE = num('rate', CONNECTIONS)
+/** Requests per second over all connections (the seed's 1000 users, one request a second each). */
+const RATE = num('rate', 1000)
+const ARRIVALS = args.get('arrivals') === 'poisson' ? 'poisson' : args.get('arrivals') === 'burst' ? 'burst' : 'constant'
+/** The seed's bound on the 99th percentile, and the share of 503s allowed while Postgres carries the sessions. */
+const P99_LIMIT_MS = 5
+const WINDOW_503_LIMIT_PCT = 1
 const SAMPLE_EVERY_S = num('sample-every', 5)
 const WARMUP_S = num('warmup', Math.min(60, Math.round(DURATION_S / 4)))
 const SESSIONS = num('sessions', 5000)
@@ -44,6 +46,11 @@ const REVOKED = num('revoked', 500)
 /** How long after Redis is back 503s still count as the restart's (an empty cache refills through Postgres). */
 const RECOVERY_S = num('recovery', 30)
 const WRITE = args.get('write') !== 'false'
+// Diagnostics: a run with extra settings is not the defaults' run, and its section says which it had.
+const SERVER_ENV = Object.fromEntries((process.argv.find((a) => a.startsWith('--server-env='))?.slice('--server-env='.length) ?? '')
+  .split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
+const SERVER_LOG = args.get('server-log')
+const PROFILE_DIR = args.get('profile')
 const GROWTH_LIMIT_PCT = 10
 const DATABASE_URL = args.get('database-url') ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -80,6 +87,7 @@ async function seed(client: pg.Client, schema: string, count: number, revoked: b
 
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString()
+  const loadAvgAtStart = os.loadavg()[0]!
   const schema = `ssc_soak_${randomBytes(4).toString('hex')}`
   const client = new pg.Client({ connectionString: DATABASE_URL })
   await client.connect()
@@ -100,9 +108,10 @@ async function main(): Promise<number> {
       CACHE_ENCRYPTION_KEYS: `soak:${randomBytes(32).toString('base64')}`,
       // Warnings and errors only: a line per request at 1000 connections would measure the pipe, not the service.
       LOG_LEVEL: 'warn',
-    })
+      ...SERVER_ENV,
+    }, { ...(SERVER_LOG ? { logFile: SERVER_LOG } : {}), ...(PROFILE_DIR ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {}) })
     const metricsUrl = `${server.base}/metrics`
-    say(`soak: server ${server.base}, redis ${redis.url}, schema ${schema}; ${CONNECTIONS} connections, ${RATE || 'unthrottled'} req/s, ${DURATION_S} s or ${MAX_REQUESTS} requests`)
+    say(`soak: server ${server.base}, redis ${redis.url}, schema ${schema}; ${CONNECTIONS} connections, ${RATE} req/s (${ARRIVALS} arrivals), ${DURATION_S} s`)
 
     // "Valid cached tokens": fill the cache first (bounded concurrency), or the first second of 1000 connections is a
     // Postgres stampede the service rightly sheds with 503 SESSION_STORE_BUSY.
@@ -113,48 +122,65 @@ async function main(): Promise<number> {
     }
     await sleep(2000)
     const baseline = await sample(metricsUrl, 0)
-    const loadStart = Date.now()
+    const baselineAt = Date.now()
+    const load = startLoad(root, { url: server.base, connections: CONNECTIONS, rate: RATE, durationS: DURATION_S, arrivals: ARRIVALS, validTokens, revokedTokens, serviceKey })
+    const loadStart = await load.started
+    baseline.t = (baselineAt - loadStart) / 1000
     const elapsed = () => (Date.now() - loadStart) / 1000
     const samples: Sample[] = []
     let sampling = true
     const sampler = (async () => {
+      let previous = baseline
       while (sampling) {
         const s = await sample(metricsUrl, elapsed()).catch(() => undefined)
         if (s) {
           samples.push(s)
-          say(`  t=${s.t.toFixed(0)}s rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(s.heapUsedBytes / 2 ** 20).toFixed(1)} MiB fds ${s.openFds} handles ${s.activeHandles} timers ${s.timers}`)
+          const dt = Math.max(s.t - previous.t, 0.001)
+          say(`  t=${s.t.toFixed(0)}s rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(s.heapUsedBytes / 2 ** 20).toFixed(1)} MiB fds ${s.openFds} handles ${s.activeHandles} timers ${s.timers}` +
+            ` cpu ${(((s.cpuSeconds - previous.cpuSeconds) / dt) * 100).toFixed(0)} % pg ${((s.postgresQueries - previous.postgresQueries) / dt).toFixed(0)} q/s ${(((s.postgresQuerySeconds - previous.postgresQuerySeconds) / Math.max(1, s.postgresQueries - previous.postgresQueries)) * 1000).toFixed(1)} ms/q busy ${s.storeBusy - previous.storeBusy} loop p99 ${s.loopDelayP99Ms.toFixed(0)} ms`)
+          previous = s
         }
         const next = Date.now() + SAMPLE_EVERY_S * 1000
         while (sampling && Date.now() < next) await sleep(100)
       }
     })()
 
+    // The restart is timed by the clock, half-way through the scheduled load, whatever the service answered so far.
     let restartAt: number | null = null
     let window: { from: number; to: number } | undefined
     let restarting: Promise<void> = Promise.resolve()
-    const traffic = await runTraffic({
-      url: server.base,
-      connections: CONNECTIONS,
-      durationS: DURATION_S,
-      maxRequests: MAX_REQUESTS,
-      rate: RATE,
-      validTokens,
-      revokedTokens,
-      serviceKey,
-      onHalfway() {
-        restartAt = elapsed()
-        window = { from: restartAt, to: Infinity }
-        say(`  t=${restartAt.toFixed(0)}s killing and restarting redis`)
-        restarting = redis.restart().then(() => {
-          window!.to = elapsed() + RECOVERY_S
-          say(`  t=${elapsed().toFixed(0)}s redis is back`)
-        })
-      },
-      in503Window: () => window !== undefined && elapsed() >= window.from && elapsed() <= window.to,
-    })
+    let redisBackAt: number | null = null
+    // From the kill on, the breaker is read twice a second until it has opened and closed again: how long Postgres
+    // carried every request although Redis was back (bounded by the load's end).
+    const breaker: { openedAt: number | null; closedAt: number | null } = { openedAt: null, closedAt: null }
+    let watching: Promise<void> = Promise.resolve()
+    const watchBreaker = async () => {
+      while (elapsed() < DURATION_S && breaker.closedAt === null) {
+        const state = await breakerState(metricsUrl).catch(() => undefined)
+        if (state === 2 && breaker.openedAt === null) breaker.openedAt = elapsed()
+        if (state === 0 && breaker.openedAt !== null && redisBackAt !== null) breaker.closedAt = elapsed()
+        await sleep(500)
+      }
+    }
+    const halfway = setTimeout(() => {
+      watching = watchBreaker()
+      restartAt = elapsed()
+      window = { from: restartAt, to: Infinity }
+      say(`  t=${restartAt.toFixed(0)}s killing and restarting redis`)
+      restarting = redis.restart().then(() => {
+        redisBackAt = elapsed()
+        window!.to = redisBackAt + RECOVERY_S
+        say(`  t=${redisBackAt.toFixed(0)}s redis is back`)
+      })
+    }, (DURATION_S * 1000) / 2)
+    const result = await load.done.finally(() => clearTimeout(halfway))
     await restarting
+    await watching
     sampling = false
     await sampler
+    const traffic = tally(result, window)
+    const underLoad = samples.filter((x) => x.t <= result.elapsedS)
+    const serverCpuPct = underLoad.length ? ((underLoad.at(-1)!.cpuSeconds - baseline.cpuSeconds) / (underLoad.at(-1)!.t - baseline.t)) * 100 : NaN
 
     // The load's connections are closed: what the process holds now should be what it held before the load.
     // Timers included: right after the load, retries and per-command timeouts still pending are not leaks yet.
@@ -173,11 +199,29 @@ async function main(): Promise<number> {
     const heap = summarise(samples, (s) => s.heapUsedBytes, WARMUP_S)
     const wrong = Object.values(traffic.wrong).reduce((a, b) => a + b, 0)
     const otherStatuses = Object.values(traffic.otherStatus).reduce((a, b) => a + b, 0)
+    const window503Pct = (traffic.inWindow.status503 / Math.max(traffic.inWindow.sent, 1)) * 100
     const verdicts = [
       { check: 'no wrong answer', ok: wrong === 0, detail: `${wrong} (revoked or unknown answered valid:true, valid answered valid:false, or a malformed body)` },
       { check: 'every request answered', ok: traffic.errors === 0 && traffic.timeouts === 0 && otherStatuses === 0, detail: `${traffic.errors} connection errors, ${traffic.timeouts} timeouts, ${otherStatuses} statuses other than 200/503` },
-      { check: 'Redis restarted mid-run', ok: restartAt !== null, detail: restartAt === null ? 'never' : `at ${(restartAt as number).toFixed(0)} s` },
-      { check: 'no 503 outside the restart window', ok: traffic.status503OutsideWindow === 0, detail: `${traffic.status503OutsideWindow} outside, ${traffic.status503InWindow} within it` },
+      {
+        check: 'Redis restarted mid-run',
+        ok: restartAt !== null,
+        detail: restartAt === null ? 'never' : `killed at ${(restartAt as number).toFixed(1)} s, accepting again at ${redisBackAt === null ? '?' : (redisBackAt as number).toFixed(1)} s; ` +
+          (breaker.openedAt === null
+            ? 'the Redis breaker never read open (read every 0.5 s from the kill)'
+            : `the Redis breaker read open at ${breaker.openedAt.toFixed(1)} s and closed again ${breaker.closedAt === null ? 'not before the end' : `at ${breaker.closedAt.toFixed(1)} s`} (read every 0.5 s)`),
+      },
+      {
+        check: `p99 < ${P99_LIMIT_MS} ms over every request, from its scheduled send time`,
+        ok: traffic.latency.p99Ms < P99_LIMIT_MS,
+        detail: `p99 ${traffic.latency.p99Ms.toFixed(2)} ms (outside the restart window ${traffic.outside.latency.p99Ms.toFixed(2)} ms, inside it ${traffic.inWindow.latency.p99Ms.toFixed(2)} ms)`,
+      },
+      { check: 'no 503 outside the restart window', ok: traffic.outside.status503 === 0, detail: `${traffic.outside.status503} of ${traffic.outside.sent.toLocaleString('en')}` },
+      {
+        check: `≤ ${WINDOW_503_LIMIT_PCT} % 503 inside the restart window`,
+        ok: window503Pct <= WINDOW_503_LIMIT_PCT,
+        detail: `${traffic.inWindow.status503} of ${traffic.inWindow.sent.toLocaleString('en')} (${window503Pct.toFixed(2)} %)`,
+      },
       { check: `RSS growth after warm-up ≤ ${GROWTH_LIMIT_PCT} %`, ok: rss.growthPct <= GROWTH_LIMIT_PCT, detail: `${rss.growthPct.toFixed(1)} %` },
       { check: `heap growth after warm-up ≤ ${GROWTH_LIMIT_PCT} %`, ok: heap.growthPct <= GROWTH_LIMIT_PCT, detail: `${heap.growthPct.toFixed(1)} %` },
       {
@@ -195,9 +239,14 @@ async function main(): Promise<number> {
     const cpu = os.cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'unknown CPU'
     const report: SoakReport = {
       startedAt,
-      machine: `Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, shared with other work; load generator, service, Redis and Postgres on the same cores`,
-      settings: { rate: RATE, durationS: DURATION_S, maxRequests: MAX_REQUESTS, connections: CONNECTIONS, warmupS: WARMUP_S, sampleEveryS: SAMPLE_EVERY_S, sessions: SESSIONS, revoked: REVOKED },
+      machine: `Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, shared with other work (other agents' tests ran meanwhile; 1-min load average ${loadAvgAtStart.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end); load generator (its own process), service, Redis and Postgres on the same cores`,
+      settings: { rate: RATE, arrivals: ARRIVALS, durationS: DURATION_S, connections: CONNECTIONS, warmupS: WARMUP_S, sampleEveryS: SAMPLE_EVERY_S, sessions: SESSIONS, revoked: REVOKED, recoveryS: RECOVERY_S },
       redisRestartAtS: restartAt,
+      redisBackAtS: redisBackAt,
+      breaker,
+      window: window === undefined ? null : { from: (window as { from: number; to: number }).from, to: (window as { from: number; to: number }).to },
+      serverCpuPct,
+      serverEnv: SERVER_ENV,
       traffic,
       rss,
       heap,

@@ -13,11 +13,19 @@ export interface Sample {
   timers: number
   /** Redis + Postgres pool connections: sockets (and pg's idle timers) the process is meant to hold. */
   poolConnections: number
+  /** Counters, for rates between samples: the process's CPU seconds, Postgres queries, answers from Postgres, 503 SESSION_STORE_BUSY. */
+  cpuSeconds: number
+  postgresQueries: number
+  postgresQuerySeconds: number
+  answeredFromPostgres: number
+  storeBusy: number
+  /** The server's own event-loop delay, p99 since the previous scrape (prom-client resets it on each). */
+  loopDelayP99Ms: number
 }
 
 /** Sum of every series of a gauge with labels (prom-client reports handles per type; the *_total gauges are off). */
-function sumOf(body: string, name: string): number {
-  return body.split('\n').filter((l) => l.startsWith(`${name}{`)).reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
+function sumOf(body: string, name: string, having = ''): number {
+  return body.split('\n').filter((l) => l.startsWith(`${name}{`) && l.includes(having)).reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
 }
 
 function read(body: string, name: string, labels = ''): number {
@@ -35,7 +43,19 @@ export async function sample(metricsUrl: string, t: number): Promise<Sample> {
     activeHandles: sumOf(body, 'nodejs_active_handles'),
     timers: read(body, 'nodejs_active_resources', '{type="Timeout"}') || 0,
     poolConnections: read(body, 'redis_pool_size') + read(body, 'postgres_pool_size'),
+    cpuSeconds: read(body, 'process_cpu_seconds_total'),
+    postgresQueries: sumOf(body, 'postgres_query_duration_seconds_count'),
+    postgresQuerySeconds: sumOf(body, 'postgres_query_duration_seconds_sum'),
+    answeredFromPostgres: sumOf(body, 'session_validations_total', 'source="postgres"'),
+    storeBusy: sumOf(body, 'session_service_errors_total', 'SESSION_STORE_BUSY'),
+    loopDelayP99Ms: read(body, 'nodejs_eventloop_lag_p99_seconds') * 1000,
   }
+}
+
+/** The Redis breaker's state from /metrics: 0 closed, 1 half-open, 2 open. */
+export async function breakerState(metricsUrl: string): Promise<number> {
+  const body = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) })).text()
+  return read(body, 'circuit_breaker_state', '{breaker="redis"}')
 }
 
 export interface SeriesSummary {

@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import path from 'node:path'
 
 /**
  * The real server process (src/server.ts through tsx, as `npm run dev` runs it, in production mode), on loopback.
  * Its output is drained (a full pipe would stall it) and its tail kept for the report when something goes wrong.
  */
-export async function startServer(root: string, env: Record<string, string>) {
-  const child = spawn(path.join(root, 'node_modules/.bin/node'), ['--import', 'tsx', path.join(root, 'src/server.ts')], {
+export async function startServer(root: string, env: Record<string, string>, diagnostics: { nodeArgs?: string[]; logFile?: string } = {}) {
+  const child = spawn(path.join(root, 'node_modules/.bin/node'), [...(diagnostics.nodeArgs ?? []), '--import', 'tsx', path.join(root, 'src/server.ts')], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ENV: 'production', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -15,6 +16,11 @@ export async function startServer(root: string, env: Record<string, string>) {
   const keep = (chunk: Buffer) => (tail = (tail + chunk.toString()).slice(-8000))
   child.stdout.on('data', keep)
   child.stderr.on('data', keep)
+  if (diagnostics.logFile) {
+    const file = createWriteStream(diagnostics.logFile)
+    child.stdout.pipe(file)
+    child.stderr.pipe(file)
+  }
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   const base = `http://127.0.0.1:${env.PORT}`
 

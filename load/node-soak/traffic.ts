@@ -1,149 +1,142 @@
-import autocannon from 'autocannon'
+import { fork } from 'node:child_process'
+import path from 'node:path'
+import * as hdr from 'hdr-histogram-js'
+import type { Bucket, LoadOptions, LoadResult, ToParent } from './loadgen.js'
+import { KINDS, zero, type Kind } from './mix.js'
 
 /**
- * The soak's traffic: one autocannon run of keep-alive connections, each request drawn from a mix of valid cached
- * tokens, unknown tokens, revoked tokens and /invalidate calls, and every answer checked against what it must be.
- * Pipelining is 1, so a connection's context holds the one request it has in flight.
+ * The parent's side of the load: forks load/node-soak/loadgen.ts (its own process, its own CPU), and afterwards sorts
+ * its per-second buckets into inside and outside the Redis restart's window.
  */
+export function startLoad(root: string, options: LoadOptions) {
+  const child = fork(path.join(root, 'load/node-soak/loadgen.ts'), [], {
+    execPath: path.join(root, 'node_modules/.bin/node'),
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  let onStarted: (epochMs: number) => void = () => undefined
+  const started = new Promise<number>((resolve) => (onStarted = resolve))
+  const done = new Promise<LoadResult>((resolve, reject) => {
+    child.on('message', (m: ToParent) => {
+      if (m.type === 'started') onStarted(m.startEpochMs)
+      else if (m.type === 'done') resolve(m.result)
+      else reject(new Error(`load generator failed: ${m.error}`))
+    })
+    // 'exit' can come before the last IPC message is handled; 'close' comes after the channel closed, and the grace is
+    // for a large result still being parsed.
+    child.once('close', (code) => setTimeout(() => reject(new Error(`load generator exited with ${code} before reporting`)), 1000))
+  })
+  child.send({ type: 'start', options })
+  return {
+    /** Date.now() when the first request was due. */
+    started: Promise.race([started, done.then(() => NaN)]),
+    done,
+  }
+}
 
-export type Kind = 'valid' | 'unknown' | 'revoked' | 'invalidate'
-
-export interface TrafficOptions {
-  url: string
-  connections: number
-  durationS: number
-  maxRequests: number
-  /** Requests per second over all connections (autocannon overallRate); 0 = as fast as the service answers. */
-  rate: number
-  validTokens: string[]
-  revokedTokens: string[]
-  serviceKey: string
-  /** Called once when half the requests or half the time has gone. */
-  onHalfway: () => void
-  /** Whether a 503 now is expected (the Redis restart and its recovery). */
-  in503Window: () => boolean
+export interface LatencySummary {
+  count: number
+  p50Ms: number
+  p99Ms: number
+  p999Ms: number
+  maxMs: number
 }
 
 export interface TrafficCounts {
+  sent: number
   answered: Record<Kind, number>
   /** valid:true for an unknown or revoked token, valid:false for a valid one, or a body that is not an answer. */
   wrong: Record<Kind, number>
   wrongExamples: string[]
-  status503InWindow: number
-  status503OutsideWindow: number
-  /** The first few: when (s into the load) and what (the error code). */
-  examples503Outside: string[]
-  codes503Outside: Record<string, number>
+  errorExamples: string[]
+  inWindow: { sent: number; status503: number; codes503: Record<string, number>; latency: LatencySummary }
+  outside: { sent: number; status503: number; codes503: Record<string, number>; latency: LatencySummary; first503s: string[] }
   /** Any status other than 200 and 503. */
   otherStatus: Record<string, number>
-  /** autocannon's own: connection errors and requests that got no answer in time. */
   errors: number
   timeouts: number
-  sent: number
-  durationS: number
+  latency: LatencySummary
+  dispatchLag: LatencySummary
+  /** Five-second slices: requests, 503s, p50 and p99 (ms), and whether the slice touches the window. */
+  timeline: Array<{ fromS: number; sent: number; status503: number; p50Ms: number; p99Ms: number; inWindow: boolean }>
+  elapsedS: number
   rps: number
-  latencyP50: number
-  latencyP99: number
+  loadgenCpuS: number
+  loadgenCpuPct: number
+  loadgenLoopDelayP99Ms: number
+  connectionsOpened: number
 }
 
-const MIX: Array<[Kind, number]> = [['valid', 0.8], ['unknown', 0.08], ['revoked', 0.08], ['invalidate', 0.04]]
+const build = () => hdr.build({ bitBucketSize: 'packed', lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 })
+const decode = (s: string) => hdr.decodeFromCompressedBase64(s, 'packed')
+const summary = (h: hdr.Histogram): LatencySummary => ({
+  count: h.totalCount,
+  p50Ms: h.getValueAtPercentile(50) / 1000,
+  p99Ms: h.getValueAtPercentile(99) / 1000,
+  p999Ms: h.getValueAtPercentile(99.9) / 1000,
+  maxMs: h.maxValue / 1000,
+})
 
-function pick(): Kind {
-  let roll = Math.random()
-  for (const [kind, share] of MIX) if ((roll -= share) < 0) return kind
-  return 'valid'
-}
-
-const any = <T>(list: T[]) => list[Math.floor(Math.random() * list.length)]!
-const zero = (): Record<Kind, number> => ({ valid: 0, unknown: 0, revoked: 0, invalidate: 0 })
-
-export function runTraffic(options: TrafficOptions): Promise<TrafficCounts> {
+/**
+ * `window` is in seconds after the first scheduled send. For the requests sent (the 503 share's denominator) and the
+ * latencies, a bucket (one second of scheduled sends) counts as inside it if any part of it overlaps: the window is
+ * rounded outwards to whole seconds. A 503 is the restart's if the request was due before the window closed and
+ * answered after it opened (one due just before the kill can fail because of it); any other 503 is outside.
+ */
+export function tally(r: LoadResult, window: { from: number; to: number } | undefined): TrafficCounts {
+  const inside = (s: number) => window !== undefined && s + 1 > window.from && s < window.to
+  const all = build()
+  const inH = build()
+  const outH = build()
   const counts: TrafficCounts = {
-    answered: zero(), wrong: zero(), wrongExamples: [], status503InWindow: 0, status503OutsideWindow: 0, examples503Outside: [], codes503Outside: {},
-    otherStatus: {}, errors: 0, timeouts: 0, sent: 0, durationS: 0, rps: 0, latencyP50: 0, latencyP99: 0,
+    sent: 0, answered: zero(), wrong: zero(), wrongExamples: r.wrongExamples, errorExamples: r.errorExamples,
+    inWindow: { sent: 0, status503: 0, codes503: {}, latency: summary(build()) },
+    outside: { sent: 0, status503: 0, codes503: {}, latency: summary(build()), first503s: [] },
+    otherStatus: {}, errors: 0, timeouts: 0, latency: summary(build()), dispatchLag: summary(decode(r.dispatchLag)), timeline: [],
+    elapsedS: r.elapsedS, rps: 0, loadgenCpuS: r.cpuUserS + r.cpuSystemS, loadgenCpuPct: ((r.cpuUserS + r.cpuSystemS) / r.elapsedS) * 100,
+    loadgenLoopDelayP99Ms: r.eventLoopDelayP99Ms, connectionsOpened: r.connectionsOpened,
   }
-  let total = 0
-  let halfwayDone = false
-  const startedAt = Date.now()
-  const json = { 'content-type': 'application/json' }
-  const auth = { ...json, authorization: `Bearer ${options.serviceKey}` }
-
-  function judge(kind: Kind, status: number, body: string): void {
-    total++
-    if (!halfwayDone && (total >= options.maxRequests / 2 || Date.now() - startedAt >= (options.durationS * 1000) / 2)) {
-      halfwayDone = true
-      options.onHalfway()
-    }
-    if (total >= options.maxRequests) instance.stop()
-    if (status === 503) {
-      if (options.in503Window()) counts.status503InWindow++
-      else {
-        counts.status503OutsideWindow++
-        const code = /"code":"(\w+)"/.exec(body)?.[1] ?? 'no code'
-        counts.codes503Outside[code] = (counts.codes503Outside[code] ?? 0) + 1
-        if (counts.examples503Outside.length < 3) counts.examples503Outside.push(`${kind} at ${((Date.now() - startedAt) / 1000).toFixed(0)} s: ${code}`)
-      }
-      return
-    }
-    if (status !== 200) {
-      counts.otherStatus[status] = (counts.otherStatus[status] ?? 0) + 1
-      return
-    }
-    counts.answered[kind]++
-    let answer: { valid?: unknown; reason?: unknown; invalidated?: unknown }
-    try {
-      answer = JSON.parse(body) as typeof answer
-    } catch {
-      answer = {}
-    }
-    const right =
-      kind === 'valid' ? answer.valid === true
-      : kind === 'unknown' ? answer.valid === false && answer.reason === 'not_found'
-      : kind === 'revoked' ? answer.valid === false && answer.reason === 'revoked'
-      : typeof answer.invalidated === 'number'
-    if (!right) {
-      counts.wrong[kind]++
-      if (counts.wrongExamples.length < 5) counts.wrongExamples.push(`${kind}: ${body.slice(0, 200)}`)
-    }
+  let slice: { h: hdr.Histogram; fromS: number; sent: number; status503: number; inWindow: boolean } | undefined
+  const flush = () => {
+    if (slice && slice.sent > 0) counts.timeline.push({ fromS: slice.fromS, sent: slice.sent, status503: slice.status503, p50Ms: slice.h.getValueAtPercentile(50) / 1000, p99Ms: slice.h.getValueAtPercentile(99) / 1000, inWindow: slice.inWindow })
   }
-
-  let finish: (err: Error | null, result: autocannon.Result) => void = () => undefined
-  const done = new Promise<autocannon.Result>((resolve, reject) => (finish = (err, result) => (err ? reject(err) : resolve(result))))
-  const instance = autocannon({
-    url: options.url,
-    connections: options.connections,
-    pipelining: 1,
-    duration: options.durationS,
-    // A request not answered in this long counts as lost (a slow answer on a saturated machine is still an answer).
-    timeout: 30,
-    ...(options.rate > 0 ? { overallRate: options.rate } : {}),
-    requests: [
-      {
-        setupRequest(request, context) {
-          const ctx = context as { kind?: Kind }
-          const kind = pick()
-          ctx.kind = kind
-          counts.sent++
-          if (kind === 'invalidate') {
-            return { ...request, method: 'POST', path: '/invalidate', headers: auth, body: JSON.stringify({ token: any(options.validTokens) }) }
-          }
-          const token = kind === 'valid' ? any(options.validTokens) : kind === 'revoked' ? any(options.revokedTokens) : `soak_unknown_${Math.random().toString(36).slice(2)}`
-          return { ...request, method: 'POST', path: '/validate', headers: json, body: JSON.stringify({ token }) }
-        },
-        onResponse(status, body, context) {
-          judge((context as { kind?: Kind }).kind ?? 'valid', status, body)
-        },
-      },
-    ],
-  }, (err, result) => finish(err, result))
-
-  return done.then((result) => {
-    counts.errors = result.errors
-    counts.timeouts = result.timeouts
-    counts.durationS = result.duration
-    counts.rps = total / Math.max(result.duration, 1)
-    counts.latencyP50 = result.latency.p50
-    counts.latencyP99 = result.latency.p99
-    return counts
+  r.buckets.forEach((b: Bucket, s) => {
+    const h = decode(b.latency)
+    const status503 = b.statuses['503'] ?? 0
+    all.add(h)
+    counts.sent += b.sent
+    for (const k of KINDS) {
+      counts.answered[k] += b.answered[k]
+      counts.wrong[k] += b.wrong[k]
+    }
+    for (const [status, c] of Object.entries(b.statuses)) if (status !== '200' && status !== '503') counts.otherStatus[status] = (counts.otherStatus[status] ?? 0) + c
+    counts.errors += b.errors
+    counts.timeouts += b.timeouts
+    ;(inside(s) ? counts.inWindow : counts.outside).sent += b.sent
+    ;(inside(s) ? inH : outH).add(h)
+    if (s % 5 === 0) {
+      flush()
+      slice = { h: build(), fromS: s, sent: 0, status503: 0, inWindow: false }
+    }
+    slice!.h.add(h)
+    slice!.sent += b.sent
+    slice!.status503 += status503
+    slice!.inWindow ||= inside(s)
   })
+  flush()
+  for (const [dueMs, answeredMs, code] of r.status503s) {
+    const theRestarts = window !== undefined && dueMs / 1000 <= window.to && answeredMs / 1000 >= window.from
+    const side = theRestarts ? counts.inWindow : counts.outside
+    side.status503++
+    side.codes503[code] = (side.codes503[code] ?? 0) + 1
+    if (!theRestarts && counts.outside.first503s.length < 3) counts.outside.first503s.push(`${code} due at ${(dueMs / 1000).toFixed(1)} s, answered at ${(answeredMs / 1000).toFixed(1)} s`)
+  }
+  // Beyond the list's cap: counted as outside, the side that fails the run.
+  counts.outside.status503 += r.more503s
+  if (r.more503s) counts.outside.codes503['(beyond the list)'] = r.more503s
+  counts.latency = summary(all)
+  counts.inWindow.latency = summary(inH)
+  counts.outside.latency = summary(outH)
+  counts.rps = counts.sent / Math.max(r.elapsedS, 1)
+  return counts
 }
