@@ -308,9 +308,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     if (config.cache.encryptionKeyEphemeral) {
       log.warn({}, 'CACHE_ENCRYPTION_KEYS is unset: cached values are sealed with a random per-process key (other instances cannot read them)')
     }
-    if (config.env === 'production' && config.http.apiKeys.length === 0) {
-      log.warn({}, 'SERVICE_API_KEYS is unset: /invalidate accepts anonymous calls')
-    }
     const tracing = tracingHandle()
     if (tracing) log.info({ serviceName: tracing.serviceName, endpoint: config.tracing.endpoint }, 'tracing on: spans exported over OTLP/HTTP')
     else if (config.tracing.enabled) {

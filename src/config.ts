@@ -273,7 +273,8 @@ export const EnvSchema = Type.Object({
       description:
         'Comma-separated keys, each `id:key` (the id is what logs name; 1-32 of A-Z a-z 0-9 _ . -) or a bare key (its id ' +
         'is then `key-` and 8 hex characters of its SHA-256). When set, /invalidate needs Authorization: Bearer <key>; ' +
-        'several at once allow rotation. At least 16 characters each in production.',
+        'several at once allow rotation. Required in production (the service refuses to start without it), at least 16 ' +
+        'characters each.',
     }),
   ),
   REQUIRE_API_KEY_FOR_VALIDATE: Bool(false, 'Also require a service key on /validate.'),
@@ -411,8 +412,8 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-function toConfig(env: Env, options: { requireCacheKeys?: boolean } = {}) {
-  const secure = securitySettings(env, options.requireCacheKeys ?? true)
+function toConfig(env: Env, options: { requireCacheKeys?: boolean; requireServiceKeys?: boolean } = {}) {
+  const secure = securitySettings(env, options.requireCacheKeys ?? true, options.requireServiceKeys ?? true)
   return {
     env: env.NODE_ENV,
     host: env.HOST,
@@ -617,12 +618,20 @@ function readPem(variable: string, file: string | undefined, problems: string[])
   }
 }
 
-function securitySettings(env: Env, requireCacheKeys: boolean) {
+function securitySettings(env: Env, requireCacheKeys: boolean, requireServiceKeys: boolean) {
   const problems: string[] = []
   const production = env.NODE_ENV === 'production'
 
   const apiKeys = parseServiceKeys('SERVICE_API_KEYS', env.SERVICE_API_KEYS, production, problems)
   const metricsKeys = parseServiceKeys('METRICS_API_KEYS', env.METRICS_API_KEYS, production, problems)
+  // openapi.yaml promises /invalidate is never anonymous in production: without keys, refuse to start rather than
+  // serve logouts to anyone who can reach the port.
+  if (production && requireServiceKeys && apiKeys.length === 0) {
+    problems.push(
+      'SERVICE_API_KEYS is required in production: without it /invalidate (logout) would accept anonymous calls. ' +
+        'Set it to one or more `id:key` entries (openssl rand -base64 32 for a key)',
+    )
+  }
 
   let encryptionKeys: CacheKey[]
   let encryptionKeyEphemeral = false
@@ -708,6 +717,8 @@ export function loadConfig(
     requireDatabaseUrl?: boolean
     /** False for tools that never touch the cache (npm run migrate): CACHE_ENCRYPTION_KEYS is then not required. */
     requireCacheKeys?: boolean
+    /** False for tools that serve no HTTP (npm run migrate): SERVICE_API_KEYS is then not required in production. */
+    requireServiceKeys?: boolean
     source?: Record<string, string | undefined>
     /** Defaults that the environment may still override (npm run dev's pretty logs, say). */
     defaults?: Record<string, string>
@@ -727,7 +738,7 @@ export function loadConfig(
       .map((e) => `${e.instancePath.slice(1) || '(root)'} ${e.message} (got ${JSON.stringify(raw[e.instancePath.slice(1)])})`)
     throw new ConfigError(`Invalid configuration:\n  - ${[...new Set(problems)].join('\n  - ')}`)
   }
-  const config = toConfig(value, { requireCacheKeys: options.requireCacheKeys })
+  const config = toConfig(value, { requireCacheKeys: options.requireCacheKeys, requireServiceKeys: options.requireServiceKeys })
   if (config.redis.poolMin > config.redis.poolMax) {
     throw new ConfigError('Invalid configuration:\n  - REDIS_POOL_MIN must not exceed REDIS_POOL_MAX')
   }

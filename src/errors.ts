@@ -31,6 +31,8 @@ export const Errors = {
   Overloaded: createError('OVERLOADED', 'Service is overloaded', 503),
   // 500: a bug
   Internal: createError('INTERNAL_ERROR', 'Internal error', 500),
+  // 500 too, but not a bug here: the Postgres role lacks a grant or RLS hides the rows. Permanent until ops act.
+  StoreMisconfigured: createError('SESSION_STORE_MISCONFIGURED', 'Session store is misconfigured (permissions)', 500),
 } as const
 
 export type ErrorCode = InstanceType<(typeof Errors)[keyof typeof Errors]>['code']

@@ -27,7 +27,7 @@ const catalogue = Object.values(Errors).map((E) => {
 const RESPONSE_FOR_STATUS: Record<number, string> = {
   400: 'BadRequest',
   401: 'Unauthorized',
-  404: 'NotFound',
+  404: 'ClientError',
   415: 'UnsupportedMediaType',
   500: 'InternalError',
   503: 'ServiceUnavailable',

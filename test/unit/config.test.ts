@@ -4,8 +4,11 @@ import { ConfigError, loadConfig } from '../../src/config.js'
 /** A valid cache key (production, the default NODE_ENV, requires one). */
 const CACHE_KEY = `k1:${Buffer.alloc(32, 7).toString('base64')}`
 
+/** Production also requires a service key. */
+const SERVICE_KEYS = `studio:${'s'.repeat(24)}`
+
 const load = (env: Record<string, string>, requireDatabaseUrl = true) =>
-  loadConfig({ CACHE_ENCRYPTION_KEYS: CACHE_KEY, ...env }, { source: {}, requireDatabaseUrl })
+  loadConfig({ CACHE_ENCRYPTION_KEYS: CACHE_KEY, SERVICE_API_KEYS: SERVICE_KEYS, ...env }, { source: {}, requireDatabaseUrl })
 
 describe('configuration', () => {
   it('defaults to the audit’s settings', () => {
@@ -67,7 +70,7 @@ describe('configuration', () => {
   it('lets overrides win over the environment, and the environment over launcher defaults', () => {
     const config = loadConfig(
       { PORT: '3001' },
-      { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } },
+      { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY, SERVICE_API_KEYS: SERVICE_KEYS }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } },
     )
     expect(config.port).toBe(3001)
     expect(config.log).toEqual({ level: 'warn', pretty: true })
