@@ -245,6 +245,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       healthKey: `${keys.prefix}health`,
       timeoutMs: config.http.healthTimeoutMs,
       cacheCounts: metrics.cacheCounts,
+      cacheTtlSeconds: config.cache.ttlSeconds,
+      hotKeys: {
+        capacity: config.telemetry.hotKeysCapacity,
+        windowMs: config.telemetry.windowSeconds * 1000,
+        last: metrics.lastHotKeyWindow,
+      },
       draining: () => drain.active,
       local,
       revocation: revocation.status,

@@ -280,7 +280,10 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
   const cacheWriteChild = boundChildren((kind, outcome) => cacheWrites.labels(kind, outcome))
   const commandOk = redisCommandDuration.labels('ok')
   const commandError = redisCommandDuration.labels('error')
-  const counts = { hits: 0, misses: 0 }
+  const counts = { hits: 0, misses: 0, errors: 0 }
+  /** The last closed hot-key window, for /health/redis (the Studio dashboard's hot keys). */
+  let windowStartedAt = Date.now()
+  let lastWindow: { startedAt: number; closedAt: number; lookups: number; hot: Array<{ key: string; requests: number }> } | undefined
 
   const observer: ServiceObserver = {
     validated(source: AnswerSource, result: 'valid' | InvalidReason, seconds: number) {
@@ -298,6 +301,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
         cacheMisses.inc()
         if (outcome === 'error') {
           cacheErrors.inc()
+          counts.errors++
           breakerFallback.inc()
         }
         keyWatch?.lookup(tokenHash, false)
@@ -323,8 +327,10 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     registry,
     observer,
     revocation: createRevocationMetrics(registry),
-    /** Hit and miss totals since start, for /health/redis. */
+    /** Hit, miss and cache-error totals since start, for /health/redis. */
     cacheCounts: () => ({ ...counts }),
+    /** The last closed window's hot keys (8-hex ids only), or undefined before the first window closes. */
+    lastHotKeyWindow: () => lastWindow,
     redisCommandDone(ok: boolean, seconds: number) {
       ;(ok ? commandOk : commandError).observe(seconds)
     },
@@ -386,6 +392,9 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       hotKeyRequests.reset()
       seen?.hot.forEach((entry, i) => hotKeyRequests.labels(String(i + 1), entry.key).set(entry.requests))
       mostMisses.set(seen?.mostMissed?.misses ?? 0)
+      const closedAt = Date.now()
+      lastWindow = { startedAt: windowStartedAt, closedAt, lookups: hits + misses, hot: seen?.hot ?? [] }
+      windowStartedAt = closedAt
       return { lookups: hits + misses, hits, hot: seen?.hot ?? [], mostMissed: seen?.mostMissed }
     },
     cacheUndecodable(reason: 'unknown_key' | 'rejected' | 'malformed') {

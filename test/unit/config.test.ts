@@ -47,7 +47,9 @@ describe('configuration', () => {
   })
 
   it('treats an empty value as unset', () => {
-    expect(load({ DATABASE_URL: 'postgres://db/x', PORT: '', SERVICE_API_KEYS: '' }).port).toBe(3000)
+    const config = load({ NODE_ENV: 'test', DATABASE_URL: 'postgres://db/x', PORT: '', SERVICE_API_KEYS: '' })
+    expect(config.port).toBe(3000)
+    expect(config.http.apiKeys).toEqual([])
   })
 
   it.each([
@@ -56,7 +58,8 @@ describe('configuration', () => {
     [{ DATABASE_SCHEMA: 'Robert"; DROP' }, /DATABASE_SCHEMA must match pattern/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ REDIS_POOL_MIN: '5', REDIS_POOL_MAX: '2' }, /REDIS_POOL_MIN must not exceed REDIS_POOL_MAX/],
-    [{ REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, /REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS/],
+    [{ NODE_ENV: 'test', SERVICE_API_KEYS: '', REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, /REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS/],
+    [{ SERVICE_API_KEYS: '' }, /SERVICE_API_KEYS is required in production/],
   ])('refuses %j with a clear message', (env, message) => {
     expect(() => load({ DATABASE_URL: 'postgres://db/x', ...env })).toThrow(message)
   })

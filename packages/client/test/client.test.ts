@@ -104,7 +104,7 @@ describe('the client against the real service', () => {
     pgProxy.blackhole('refuse')
     try {
       // The disturbance: Postgres is unreachable for the service.
-      await expect.poll(async () => (await c.health()).report.postgres, { timeout: 5000 }).toEqual({ connected: false })
+      await expect.poll(async () => ((await c.health()).report as { postgres?: unknown }).postgres, { timeout: 5000 }).toEqual({ connected: false })
       const err = await c.validate(uncached.token).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(SessionServiceUnavailableError)
       expect(err).toMatchObject({ kind: 'unavailable', reason: 'status', status: 503, code: 'SESSION_STORE_UNAVAILABLE', retryAfterMs: RETRY_AFTER_SECONDS * 1000 })
@@ -166,7 +166,7 @@ describe('the client against the real service', () => {
     const c = client()
     const s = await db.insertSession()
     await redis.stop()
-    await expect.poll(async () => (await c.health()).report.redis.connected, { timeout: 5000 }).toBe(false)
+    await expect.poll(async () => ((await c.health()).report as { redis?: { connected: boolean } }).redis?.connected, { timeout: 5000 }).toBe(false)
     for (let i = 0; i < 5; i++) expect(await c.validate(s.token)).toMatchObject({ valid: true, source: 'postgres' })
     expect(c.metrics().errors).toEqual({ unavailable: 0, configuration: 0, request: 0, server: 0 })
   })

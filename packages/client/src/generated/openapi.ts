@@ -249,9 +249,44 @@ export interface components {
             status: "unhealthy";
             error: string;
         };
+        /**
+         * @description The service's own report, with the Studio Redis dashboard's `RedisHealth` fields beside it (apps/studio/types/redis.ts):
+         *     `timestamp`, `redis.uptime`, `redis.usedMemory`, `sessionCache.enabled/healthy/metrics/pool`, `hotkeys`,
+         *     `performance.ping/set/get` and `errors`, so the dashboard can read this route as it is.
+         */
         HealthReport: {
             /** @enum {string} */
             status: "healthy" | "degraded" | "unhealthy";
+            /**
+             * Format: date-time
+             * @description When the report was made.
+             */
+            timestamp: string;
+            /** @description What is wrong, one line each (empty when healthy). Never a token, hash or user id. */
+            errors: string[];
+            /** @description The most requested sessions of the last closed telemetry window (TELEMETRY_WINDOW_SECONDS), by the first 8 hex characters of the token's SHA-256 (never the token or the hash). The summary keeps counts, not per-key times: `firstSeen` and `lastAccessed` are the window's bounds (ms since the epoch). Empty until the first window closes, and when TELEMETRY_HOT_KEYS_TOP_K is 0. */
+            hotkeys: {
+                totalTracked: number;
+                /** @description Cache lookups in the window. */
+                totalAccesses: number;
+                thresholdExceeded: number;
+                topHotkeys: {
+                    key: string;
+                    accesses: number;
+                    accessesPerMinute: number;
+                    firstSeen: number;
+                    lastAccessed: number;
+                    /** @description More than `threshold` accesses. */
+                    isHot: boolean;
+                }[];
+                detectorStats: {
+                    /** @description The window's lookups / TELEMETRY_HOT_KEYS_CAPACITY; above it a key is always tracked. */
+                    threshold: number;
+                    windowSizeMs: number;
+                    maxTrackedKeys: number;
+                    trackedKeys: number;
+                };
+            };
             /** @description True from SIGTERM on. */
             draining: boolean;
             redis: {
@@ -263,6 +298,10 @@ export interface components {
                 maxmemoryBytes: number | null;
                 maxmemoryPolicy: string | null;
                 totalKeys: number | null;
+                /** @description Seconds (the dashboard's name for uptimeSeconds); absent when not measured. */
+                uptime?: number;
+                /** @description As Redis's used_memory_human writes it (e.g. 1.50M); absent when not measured. */
+                usedMemory?: string;
                 warnings: string[];
                 /** @description Why Redis could not be probed (only when `connected` is false). */
                 error?: string;
@@ -297,6 +336,24 @@ export interface components {
                 connected: boolean;
             };
             sessionCache: {
+                enabled: boolean;
+                /** @description Redis is connected and the breaker is not open. */
+                healthy: boolean;
+                metrics: {
+                    hits: number;
+                    misses: number;
+                    /** @description Lookups that failed in Redis (answered from Postgres). */
+                    errors: number;
+                    total: number;
+                    hitRate: number;
+                    /** @description CACHE_TTL_SECONDS. */
+                    ttl: number;
+                };
+                pool: {
+                    size: number;
+                    available: number;
+                    pending: number;
+                };
                 hits: number;
                 misses: number;
                 /** @description Percentage of lookups answered from the cache since start (0 to 100). */
@@ -308,7 +365,11 @@ export interface components {
                     size?: number;
                 };
             };
+            /** @description The probe's timings in ms (null where not measured); ping/set/get are the dashboard's names. */
             performance: {
+                ping: number | null;
+                set: number | null;
+                get: number | null;
                 pingMs: number | null;
                 getMs: number | null;
                 setMs: number | null;
