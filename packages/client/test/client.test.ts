@@ -171,6 +171,19 @@ describe('the client against the real service', () => {
     expect(c.metrics().errors).toEqual({ unavailable: 0, configuration: 0, request: 0, server: 0 })
   })
 
+  it('hedging: a second request after the hedge delay, the first answer wins', async () => {
+    const s = await db.insertSession()
+    // Postgres slowed past the hedge delay: the first request waits on it, the hedge is sent, one answer is used.
+    pgProxy.setDelay(150)
+    try {
+      const c = client({ hedgeAfterMs: 50 })
+      expect(await c.validate(s.token)).toMatchObject({ valid: true, session: { id: s.sessionId } })
+      expect(c.metrics()).toMatchObject({ hedges: 1, answers: 1, retries: 0 })
+    } finally {
+      pgProxy.setDelay(0)
+    }
+  })
+
   it('service down: the fallback answers; without one, a typed transport error', async () => {
     const nowhere = `http://127.0.0.1:${await freePort()}`
     const fallbackCalls: string[] = []
