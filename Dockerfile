@@ -15,6 +15,8 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # Manifests first, so a source-only change reuses the installed node_modules layer.
 COPY package.json package-lock.json ./
+# The client package is an npm workspace: npm ci needs its manifest to match the lock file.
+COPY packages/client/package.json ./packages/client/
 # Install scripts run here (package.json "allowScripts"): the `node` dev dependency fetches its pinned binary from
 # the npm registry, and `npm run` puts it first on PATH. Nothing from this stage but dist/ reaches the runtime image.
 RUN npm ci --no-audit --no-fund
@@ -29,6 +31,8 @@ ENV NODE_ENV=production \
     PORT=3000
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The client package is an npm workspace: npm ci needs its manifest to match the lock file.
+COPY packages/client/package.json ./packages/client/
 # Production dependencies only. None of them has an install script, so --ignore-scripts changes nothing today and
 # keeps a future dependency's script (or the dev-only `node` package) from ever running in the runtime image.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \

@@ -2,7 +2,7 @@ import { configDefaults, defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
     // The image test builds and runs Docker containers: its own script and CI step (npm run test:container).
     exclude: [...configDefaults.exclude, 'test/container/**'],
     pool: 'forks',

@@ -235,6 +235,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       healthKey: `${keys.prefix}health`,
       timeoutMs: config.http.healthTimeoutMs,
       cacheCounts: metrics.cacheCounts,
+      cacheTtlSeconds: config.cache.ttlSeconds,
+      hotKeys: {
+        capacity: config.telemetry.hotKeysCapacity,
+        windowMs: config.telemetry.windowSeconds * 1000,
+        last: metrics.lastHotKeyWindow,
+      },
       draining: () => drain.active,
       local,
       revocation: revocation.status,
@@ -298,9 +304,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     if (!first.postgres.connected) log.warn({}, 'Postgres is unreachable: uncached sessions will get 503')
     if (config.cache.encryptionKeyEphemeral) {
       log.warn({}, 'CACHE_ENCRYPTION_KEYS is unset: cached values are sealed with a random per-process key (other instances cannot read them)')
-    }
-    if (config.env === 'production' && config.http.apiKeys.length === 0) {
-      log.warn({}, 'SERVICE_API_KEYS is unset: /invalidate accepts anonymous calls')
     }
     const tracing = tracingHandle()
     if (tracing) log.info({ serviceName: tracing.serviceName, endpoint: config.tracing.endpoint }, 'tracing on: spans exported over OTLP/HTTP')

@@ -302,7 +302,8 @@ export const EnvSchema = Type.Object({
       description:
         'Comma-separated keys, each `id:key` (the id is what logs name; 1-32 of A-Z a-z 0-9 _ . -) or a bare key (its id ' +
         'is then `key-` and 8 hex characters of its SHA-256). When set, /invalidate needs Authorization: Bearer <key>; ' +
-        'several at once allow rotation. At least 16 characters each in production.',
+        'several at once allow rotation. Required in production (the service refuses to start without it), at least 16 ' +
+        'characters each.',
     }),
   ),
   REQUIRE_API_KEY_FOR_VALIDATE: Bool(false, 'Also require a service key on /validate.'),
@@ -692,6 +693,8 @@ export interface RuleContext {
   requireDatabaseUrl: boolean
   /** False for tools that never touch the cache (`npm run migrate`). */
   requireCacheKeys: boolean
+  /** False for tools that serve no HTTP (`npm run migrate`). */
+  requireServiceKeys: boolean
 }
 
 export interface ConfigRule {
@@ -721,6 +724,17 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
       when(
         c.production && c.requireCacheKeys && env.CACHE_ENCRYPTION_KEYS === undefined,
         'CACHE_ENCRYPTION_KEYS is required in production (cached user fields are encrypted with it)',
+      ),
+  },
+  {
+    rule:
+      '`SERVICE_API_KEYS` is required when `NODE_ENV=production` (not by `npm run migrate`, which serves no HTTP): openapi.yaml ' +
+      'promises that `/invalidate` (a logout) is never anonymous there.',
+    check: (env, c) =>
+      when(
+        c.production && c.requireServiceKeys && serviceKeysOf('SERVICE_API_KEYS', env.SERVICE_API_KEYS).length === 0,
+        'SERVICE_API_KEYS is required in production: without it /invalidate (logout) would accept anonymous calls. ' +
+          'Set it to one or more `id:key` entries (openssl rand -base64 32 for a key)',
       ),
   },
   {
@@ -863,6 +877,8 @@ export function loadConfig(
     requireDatabaseUrl?: boolean
     /** False for tools that never touch the cache (npm run migrate): CACHE_ENCRYPTION_KEYS is then not required. */
     requireCacheKeys?: boolean
+    /** False for tools that serve no HTTP (npm run migrate): SERVICE_API_KEYS is then not required in production. */
+    requireServiceKeys?: boolean
     source?: Record<string, string | undefined>
     /** Defaults that the environment may still override (npm run dev's pretty logs, say). */
     defaults?: Record<string, string>
@@ -886,6 +902,7 @@ export function loadConfig(
     production: value.NODE_ENV === 'production',
     requireDatabaseUrl: options.requireDatabaseUrl ?? true,
     requireCacheKeys: options.requireCacheKeys ?? true,
+    requireServiceKeys: options.requireServiceKeys ?? true,
   }
   const broken = CONFIG_RULES.flatMap((r) => r.check(value, context))
   if (broken.length > 0) throw new ConfigError(`Invalid configuration:\n  - ${broken.join('\n  - ')}`)

@@ -102,6 +102,8 @@ function configFor(schema: string, prefix: string, key: string, extra: Record<st
       REDIS_KEY_PREFIX: prefix,
       LOG_LEVEL: 'info',
       CACHE_ENCRYPTION_KEYS: key,
+      // Production refuses to start without one; /validate (all this measures) does not ask for it.
+      SERVICE_API_KEYS: 'bench:bench-service-key-0123456789',
       ...extra,
     },
     { source: {} },

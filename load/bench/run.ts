@@ -142,7 +142,7 @@ async function startTarget(scenario: Scenario, port: number, env: Record<string,
   if (ALLOCATIONS?.includes(scenario.name)) mkdirSync(profileDir, { recursive: true })
   const child = spawn(process.execPath, [...profiling, '--import', 'tsx', path.join(here, 'target.ts'), scenario.target], {
     cwd: root,
-    env: { ...process.env, ...env, ...allocations, ...(scenario.target === 'service' ? SERVICE_ENV : {}), ...scenario.env, PORT: String(port), NODE_ENV: 'production' },
+    env: { ...process.env, ...env, ...allocations, ...(scenario.target === 'service' ? SERVICE_ENV : {}), ...scenario.env, PORT: String(port), NODE_ENV: 'production', SERVICE_API_KEYS: process.env.SERVICE_API_KEYS ?? 'bench:bench-service-key-0123456789' },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
   running = child

@@ -11,7 +11,15 @@ export interface HealthDeps {
   store: SessionStore
   healthKey: string
   timeoutMs: number
-  cacheCounts: () => { hits: number; misses: number }
+  cacheCounts: () => { hits: number; misses: number; errors?: number }
+  /** CACHE_TTL_SECONDS, reported as the Studio dashboard's sessionCache.metrics.ttl. */
+  cacheTtlSeconds?: number
+  /** The hot-key tracker's settings and its last closed window (key ids are 8 hex characters, never a hash). */
+  hotKeys?: {
+    capacity: number
+    windowMs: number
+    last: () => { startedAt: number; closedAt: number; lookups: number; hot: Array<{ key: string; requests: number }> } | undefined
+  }
   draining: () => boolean
   /** The L1 tier, when it is turned on. */
   local?: { readonly active: boolean; readonly size: number }
@@ -31,6 +39,49 @@ export interface HealthDeps {
 }
 
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy'
+
+/** Bytes as Redis's INFO `used_memory_human` writes them (1.50M), which the Studio dashboard shows as is. */
+export function humanBytes(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T', 'P']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return unit === 0 ? `${bytes}B` : `${value.toFixed(2)}${units[unit]}`
+}
+
+/**
+ * The Studio dashboard's hot keys (its RedisHealth.hotkeys) from the last closed window. The summary keeps counts,
+ * not per-key times: firstSeen and lastAccessed are the window's bounds. A key is hot above 1/capacity of the window's
+ * lookups, the share above which the summary is guaranteed to hold it.
+ */
+function hotKeysSection(hotKeys: HealthDeps['hotKeys']) {
+  const window = hotKeys?.last()
+  const threshold = window && hotKeys ? Math.max(1, Math.ceil(window.lookups / hotKeys.capacity)) : 1
+  const spanMs = window ? Math.max(1, window.closedAt - window.startedAt) : 1
+  const topHotkeys = (window?.hot ?? []).map((h) => ({
+    key: h.key,
+    accesses: h.requests,
+    accessesPerMinute: Math.round((h.requests * 60_000) / spanMs),
+    firstSeen: window!.startedAt,
+    lastAccessed: window!.closedAt,
+    isHot: h.requests > threshold,
+  }))
+  return {
+    totalTracked: topHotkeys.length,
+    totalAccesses: window?.lookups ?? 0,
+    thresholdExceeded: topHotkeys.filter((h) => h.isHot).length,
+    topHotkeys,
+    detectorStats: {
+      threshold,
+      windowSizeMs: hotKeys?.windowMs ?? 0,
+      maxTrackedKeys: hotKeys?.capacity ?? 0,
+      trackedKeys: topHotkeys.length,
+    },
+  }
+}
 
 function withDeadline<T>(work: Promise<T>, ms: number, fallback: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -87,22 +138,45 @@ export async function healthReport(deps: HealthDeps) {
       : redisUsable || postgresConnected
         ? 'degraded'
         : 'unhealthy'
-  const { hits, misses } = deps.cacheCounts()
+  const { hits, misses, errors: cacheErrors = 0 } = deps.cacheCounts()
   const { pingMs, getMs, setMs, ...redisInfo } = redis
+  const pool = poolStats(deps.pool)
+  const hitRate = hits + misses === 0 ? 0 : Math.round((hits / (hits + misses)) * 10_000) / 100
+  // The Studio dashboard lists these as they are.
+  const errors: string[] = []
+  if (deps.draining()) errors.push('draining: this instance is shutting down')
+  if (!redis.connected) errors.push(`redis: ${redis.error ?? 'not connected'}`)
+  if (state === 'open') errors.push('circuit breaker open: Redis is bypassed, sessions are read from Postgres')
+  if (!postgresConnected) errors.push('postgres: unreachable; uncached sessions are answered 503')
+  if (!feedWell && feed) errors.push(`revocation feed: ${feed.listener}${feed.pendingEvents > 0 ? `, ${feed.pendingEvents} pending` : ''}`)
   return {
     status,
+    // The Studio dashboard's RedisHealth fields are added beside the service's own (which stay): timestamp, redis.uptime
+    // and usedMemory, sessionCache.enabled/healthy/metrics/pool, hotkeys, performance.ping/set/get and errors.
+    timestamp: new Date().toISOString(),
     draining: deps.draining(),
-    redis: { ...redisInfo, ...(deps.topology ? { topology: deps.topology() } : {}) },
+    redis: {
+      ...redisInfo,
+      ...(redis.uptimeSeconds !== null ? { uptime: redis.uptimeSeconds } : {}),
+      ...(redis.usedMemoryBytes !== null ? { usedMemory: humanBytes(redis.usedMemoryBytes) } : {}),
+      ...(deps.topology ? { topology: deps.topology() } : {}),
+    },
     circuitBreaker: { state },
-    pool: poolStats(deps.pool),
+    pool,
     postgres: { connected: postgresConnected, ...(access ? { access } : {}) },
     sessionCache: {
       hits,
       misses,
-      hitRate: hits + misses === 0 ? 0 : Math.round((hits / (hits + misses)) * 10_000) / 100,
+      hitRate,
       l1: deps.local ? { enabled: true, active: deps.local.active, size: deps.local.size } : { enabled: false },
+      enabled: true,
+      healthy: redisUsable,
+      metrics: { hits, misses, errors: cacheErrors, total: hits + misses, hitRate, ttl: deps.cacheTtlSeconds ?? 0 },
+      pool: { size: pool.size, available: pool.available, pending: pool.pending },
     },
-    performance: { pingMs, getMs, setMs },
+    hotkeys: hotKeysSection(deps.hotKeys),
+    performance: { pingMs, getMs, setMs, ping: pingMs, set: setMs, get: getMs },
+    errors,
     ...(feed
       ? {
           revocationFeed: {

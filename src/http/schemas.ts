@@ -29,6 +29,9 @@ export const InvalidateBody = (maxLength: number) =>
   )
 
 const NullableString = Type.Union([Type.String(), Type.Null()])
+// Formats for the reader (openapi.yaml says the same): the serializer writes these strings as they are.
+const Uuid = Type.String({ format: 'uuid' })
+const DateTime = Type.String({ format: 'date-time' })
 
 /** One flat object rather than oneOf: fast-json-stringify serialises it without trying branches. */
 export const ValidateResponse = Type.Object({
@@ -44,16 +47,16 @@ export const ValidateResponse = Type.Object({
   ),
   session: Type.Optional(
     Type.Object({
-      id: Type.String(),
-      userId: Type.String(),
-      createdAt: Type.String(),
-      expiresAt: Type.String(),
-      lastActivityAt: NullableString,
+      id: Uuid,
+      userId: Uuid,
+      createdAt: DateTime,
+      expiresAt: DateTime,
+      lastActivityAt: Type.Union([DateTime, Type.Null()]),
     }),
   ),
   user: Type.Optional(
     Type.Object({
-      id: Type.String(),
+      id: Uuid,
       email: Type.String(),
       firstName: NullableString,
       lastName: NullableString,

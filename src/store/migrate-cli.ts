@@ -12,8 +12,9 @@ import { applyRuntimeRole } from './runtime-role.js'
  * leaves the service able to run as a least-privilege role. Without it, DATABASE_URL's role migrates (and so owns the
  * tables: fine for development, not what production should run as).
  */
-// The migration never touches the cache, so it runs without CACHE_ENCRYPTION_KEYS (Railway's pre-deploy step, say).
-const config = loadConfig({}, { requireCacheKeys: false })
+// The migration never touches the cache nor serves HTTP: it runs without CACHE_ENCRYPTION_KEYS or SERVICE_API_KEYS
+// (Railway's pre-deploy step, say).
+const config = loadConfig({}, { requireCacheKeys: false, requireServiceKeys: false })
 const { database } = config
 const ownerUrl = database.migrationUrl ?? database.url ?? ''
 const client = new pg.Client(pgConnectionOptions(ownerUrl, database.ssl))

@@ -281,7 +281,10 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
   const cacheWriteChild = boundChildren((kind, outcome) => cacheWrites.labels(kind, outcome))
   const commandOk = redisCommandDuration.labels('ok')
   const commandError = redisCommandDuration.labels('error')
-  const counts = { hits: 0, misses: 0 }
+  const counts = { hits: 0, misses: 0, errors: 0 }
+  /** The last closed hot-key window, for /health/redis (the Studio dashboard's hot keys). */
+  let windowStartedAt = Date.now()
+  let lastWindow: { startedAt: number; closedAt: number; lookups: number; hot: Array<{ key: string; requests: number }> } | undefined
 
   const observer: ServiceObserver = {
     validated(source: AnswerSource, result: 'valid' | InvalidReason, seconds: number) {
@@ -299,6 +302,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
         cacheMisses.inc()
         if (outcome === 'error') {
           cacheErrors.inc()
+          counts.errors++
           breakerFallback.inc()
         }
         keyWatch?.lookup(tokenHash, false)
@@ -325,8 +329,10 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
     observer,
     revocation: createRevocationMetrics(registry),
     store: createStoreMetrics(registry),
-    /** Hit and miss totals since start, for /health/redis. */
+    /** Hit, miss and cache-error totals since start, for /health/redis. */
     cacheCounts: () => ({ ...counts }),
+    /** The last closed window's hot keys (8-hex ids only), or undefined before the first window closes. */
+    lastHotKeyWindow: () => lastWindow,
     redisCommandDone(ok: boolean, seconds: number) {
       ;(ok ? commandOk : commandError).observe(seconds)
     },
@@ -388,6 +394,9 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       hotKeyRequests.reset()
       seen?.hot.forEach((entry, i) => hotKeyRequests.labels(String(i + 1), entry.key).set(entry.requests))
       mostMisses.set(seen?.mostMissed?.misses ?? 0)
+      const closedAt = Date.now()
+      lastWindow = { startedAt: windowStartedAt, closedAt, lookups: hits + misses, hot: seen?.hot ?? [] }
+      windowStartedAt = closedAt
       return { lookups: hits + misses, hits, hot: seen?.hot ?? [], mostMissed: seen?.mostMissed }
     },
     cacheUndecodable(reason: 'unknown_key' | 'rejected' | 'malformed') {

@@ -144,8 +144,8 @@ export function assertMatchesOpenApi(
     if (statusCode !== 404) {
       throw new OpenApiMismatch(`${where}: openapi.yaml documents no ${method.toUpperCase()} ${path}, so only the 404 answer is expected`)
     }
-    ;({ value: response } = resolve(doc, { $ref: '#/components/responses/NotFound' } as ResponseObject))
-    responsePointer = '/components/responses/NotFound'
+    ;({ value: response } = resolve(doc, { $ref: '#/components/responses/ClientError' } as ResponseObject))
+    responsePointer = '/components/responses/ClientError'
   } else {
     const opVerb = pathItem?.[verb] ? verb : 'get'
     const responses = operation.responses ?? {}

@@ -5,6 +5,8 @@ import { freePort } from '../../src/dev/free-port.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const READY_TIMEOUT_MS = 60_000
+/** The service key every server process accepts unless the test sets SERVICE_API_KEYS itself. */
+export const TEST_SERVICE_KEY = 'test-service-key-0123456789abcdef'
 
 export interface Exit {
   code: number | null
@@ -41,6 +43,8 @@ export async function startServerProcess(env: Record<string, string>) {
       LOG_LEVEL: 'info',
       // Event-loop shedding is not what these tests are about; on a busy machine it would answer 503 OVERLOADED.
       LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
+      // Production refuses to start without service keys; a test that is about keys passes its own.
+      SERVICE_API_KEYS: `test:${TEST_SERVICE_KEY}`,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from 'vitest'
 import { CONFIG_RULES, ConfigError, loadConfig } from '../../src/config.js'
 
 const CACHE_KEY = `k1:${Buffer.alloc(32, 7).toString('base64')}`
-const valid = { DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY }
+const valid = { DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY, SERVICE_API_KEYS: 'studio:a-key-of-sixteen-plus' }
 
 /**
  * One environment per rule that breaks it and nothing else. docs/configuration.md lists CONFIG_RULES; these cases
@@ -11,8 +11,9 @@ const valid = { DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KE
 const BREAKING: Array<{ env: Record<string, string>; message: string }> = [
   { env: { DATABASE_URL: '' }, message: 'DATABASE_URL is required' },
   { env: { CACHE_ENCRYPTION_KEYS: '' }, message: 'CACHE_ENCRYPTION_KEYS is required in production' },
+  { env: { SERVICE_API_KEYS: '' }, message: 'SERVICE_API_KEYS is required in production' },
   { env: { METRICS_API_KEYS: 'm:short' }, message: 'METRICS_API_KEYS: key "m" is shorter than 16 characters' },
-  { env: { REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, message: 'REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS' },
+  { env: { NODE_ENV: 'development', SERVICE_API_KEYS: '', REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, message: 'REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS' },
   { env: { REDIS_URL: 'http://127.0.0.1:6379' }, message: 'REDIS_URL must start with redis:// or rediss://' },
   { env: { REDIS_TLS_SERVERNAME: 'redis.internal' }, message: 'REDIS_TLS_* is set but REDIS_URL is not rediss://' },
   { env: { REDIS_URL: 'rediss://127.0.0.1:6380', REDIS_TLS_KEY_FILE: '/nonexistent.key' }, message: 'REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together' },

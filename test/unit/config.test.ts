@@ -4,8 +4,11 @@ import { ConfigError, loadConfig } from '../../src/config.js'
 /** A valid cache key (production, the default NODE_ENV, requires one). */
 const CACHE_KEY = `k1:${Buffer.alloc(32, 7).toString('base64')}`
 
+/** Production also requires a service key. */
+const SERVICE_KEYS = `studio:${'s'.repeat(24)}`
+
 const load = (env: Record<string, string>, requireDatabaseUrl = true) =>
-  loadConfig({ CACHE_ENCRYPTION_KEYS: CACHE_KEY, ...env }, { source: {}, requireDatabaseUrl })
+  loadConfig({ CACHE_ENCRYPTION_KEYS: CACHE_KEY, SERVICE_API_KEYS: SERVICE_KEYS, ...env }, { source: {}, requireDatabaseUrl })
 
 describe('configuration', () => {
   it('defaults to the audit’s settings', () => {
@@ -44,7 +47,9 @@ describe('configuration', () => {
   })
 
   it('treats an empty value as unset', () => {
-    expect(load({ DATABASE_URL: 'postgres://db/x', PORT: '', SERVICE_API_KEYS: '' }).port).toBe(3000)
+    const config = load({ NODE_ENV: 'test', DATABASE_URL: 'postgres://db/x', PORT: '', SERVICE_API_KEYS: '' })
+    expect(config.port).toBe(3000)
+    expect(config.http.apiKeys).toEqual([])
   })
 
   it.each([
@@ -53,7 +58,8 @@ describe('configuration', () => {
     [{ DATABASE_SCHEMA: 'Robert"; DROP' }, /DATABASE_SCHEMA must match pattern/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ REDIS_POOL_MIN: '5', REDIS_POOL_MAX: '2' }, /REDIS_POOL_MIN must not exceed REDIS_POOL_MAX/],
-    [{ REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, /REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS/],
+    [{ NODE_ENV: 'test', SERVICE_API_KEYS: '', REQUIRE_API_KEY_FOR_VALIDATE: 'true' }, /REQUIRE_API_KEY_FOR_VALIDATE=true needs SERVICE_API_KEYS/],
+    [{ SERVICE_API_KEYS: '' }, /SERVICE_API_KEYS is required in production/],
   ])('refuses %j with a clear message', (env, message) => {
     expect(() => load({ DATABASE_URL: 'postgres://db/x', ...env })).toThrow(message)
   })
@@ -67,7 +73,7 @@ describe('configuration', () => {
   it('lets overrides win over the environment, and the environment over launcher defaults', () => {
     const config = loadConfig(
       { PORT: '3001' },
-      { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } },
+      { source: { PORT: '3002', LOG_LEVEL: 'warn', DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: CACHE_KEY, SERVICE_API_KEYS: SERVICE_KEYS }, defaults: { LOG_LEVEL: 'debug', LOG_PRETTY: 'true' } },
     )
     expect(config.port).toBe(3001)
     expect(config.log).toEqual({ level: 'warn', pretty: true })

@@ -10,7 +10,7 @@ import { pgConnectionOptions } from '../../src/store/pg-session-store.js'
 /** Credentials, keys and TLS settings: parsed once, refused at start-up when wrong, mapped onto the clients' options. */
 
 const KEY = randomBytes(32).toString('base64')
-const base = { DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: `k1:${KEY}` }
+const base = { DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: `k1:${KEY}`, SERVICE_API_KEYS: `studio:${'s'.repeat(24)}` }
 const load = (env: Record<string, string>) => loadConfig({ ...base, ...env }, { source: {} })
 
 const dir = mkdtempSync(path.join(tmpdir(), 'ssc-config-'))
@@ -35,6 +35,17 @@ describe('service API keys', () => {
     [{ METRICS_API_KEYS: 'tiny' }, /METRICS_API_KEYS: key .* shorter than 16/],
   ])('refuses %j in production', (env, message) => {
     expect(() => load(env)).toThrow(message)
+  })
+
+  it('refuses to start production without SERVICE_API_KEYS (anonymous /invalidate), with a message that says so', () => {
+    expect(() => loadConfig({ DATABASE_URL: 'postgres://db/x', CACHE_ENCRYPTION_KEYS: `k1:${KEY}` }, { source: {} })).toThrow(
+      /SERVICE_API_KEYS is required in production: without it \/invalidate \(logout\) would accept anonymous calls/,
+    )
+    // Outside production, and for tools that serve nothing (npm run migrate), no keys is allowed.
+    expect(loadConfig({ NODE_ENV: 'development', DATABASE_URL: 'postgres://db/x' }, { source: {} }).http.apiKeys).toEqual([])
+    expect(
+      loadConfig({ DATABASE_URL: 'postgres://db/x' }, { source: {}, requireCacheKeys: false, requireServiceKeys: false }).http.apiKeys,
+    ).toEqual([])
   })
 
   it('allows short keys outside production (tests, development)', () => {
