@@ -23,12 +23,15 @@ export interface InvalidationResult {
 }
 
 /**
- * The one invalidation path, for /invalidate and for the revocation outbox alike.
+ * The one invalidation path, for /invalidate and for the revocation outbox alike. The cache keeps nothing by session or
+ * user id: Postgres names the token hashes of every invalidation (cache/scripts.ts says why a racing fill cannot
+ * survive that).
  *
- * /invalidate: the cache first (what its own index finds), so that a revoke that fails in Postgres still leaves nothing
- * cached; then Postgres (the revoke, or the lookup of the target's token hashes); then the hashes Postgres returned, so
- * an index key evicted under memory pressure cannot hide an entry. A cache that cannot be reached gets the
- * invalidation retried in the background and the caller a 503 to retry; a Postgres that cannot be reached, a 503.
+ * /invalidate: the cache first (a token's entry, or the target's announcement), so that a revoke by token that fails in
+ * Postgres still leaves nothing cached; then Postgres (the revoke, or the lookup of the target's token hashes); then
+ * the hashes Postgres returned. A cache that cannot be reached gets the invalidation retried in the background and the
+ * caller a 503 to retry; a Postgres that cannot be reached, a 503 (and an entry cached for a session or user target
+ * stays until the caller's retry reaches Postgres, or its TTL ends: nothing else knows its token).
  * L1 and the single-flight epoch are told before and after: a read that began before the revoke committed is neither
  * joined nor kept by a request that starts after the answer.
  */
@@ -77,11 +80,27 @@ export function createInvalidator(deps: InvalidatorDeps) {
 
   return {
     invalidate,
-    /** An outbox row, applied here as on every instance. Throws when the cache cannot be reached (the feed retries). */
+    /**
+     * An outbox row, applied here as on every instance. Its session targets come with their token hashes (the trigger
+     * writes OLD.token with each id, in the transaction that ended it); a user's are looked up again now, after the
+     * commit: a session inserted while a ban committed is missing from the ban's row, yet a fill may have read it
+     * before the ban. Throws when the cache or Postgres cannot be reached (the feed retries).
+     */
     async applyRevocation(targets: InvalidationTarget[]): Promise<void> {
       forget(targets)
-      await cache.invalidate(targets)
-      forget(targets)
+      const named = new Set<string>()
+      for (const target of targets) if (target.kind === 'token') named.add(target.tokenHash)
+      const found: InvalidationTarget[] = []
+      for (const target of targets) {
+        if (target.kind !== 'user') continue
+        for (const tokenHash of await store.tokenHashes(target)) {
+          if (named.has(tokenHash)) continue
+          named.add(tokenHash)
+          found.push({ kind: 'token', tokenHash })
+        }
+      }
+      await cache.invalidate([...targets, ...found])
+      forget([...targets, ...found])
     },
     /** After an outbox gap: nothing this instance holds from before it can be trusted. */
     forgetLocal(): void {
