@@ -228,22 +228,37 @@ async function cacheCounters(port: number): Promise<string> {
 }
 
 /**
- * On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts. A cached
- * session is its entry alone (no key by session or user id).
+ * On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts, the
+ * session and user ids from the seed. A session counts when its entry and both its indexes are there.
  */
 async function redisBytesPerSession(prefix: string, seeded: Seeded[]) {
   const redis = new Redis(REDIS_URL)
   const keys = keyScheme(prefix)
   try {
+    const sample = seeded.slice(0, 200)
     let entry = 0
+    let sessionIndex = 0
+    let userIndex = 0
     let counted = 0
-    for (const { token } of seeded.slice(0, 200)) {
-      const bytes = await redis.memory('USAGE', keys.entry(hashToken(token)))
-      if (bytes === null) continue
-      entry += bytes
+    for (const { token, sessionId, userId } of sample) {
+      const entryBytes = await redis.memory('USAGE', keys.entry(hashToken(token)))
+      const sidBytes = await redis.memory('USAGE', keys.sessionIndex(sessionId))
+      const uidBytes = await redis.memory('USAGE', keys.userIndex(userId))
+      if (entryBytes === null || sidBytes === null || uidBytes === null) continue
+      entry += entryBytes
+      sessionIndex += sidBytes
+      userIndex += uidBytes
       counted++
     }
-    return counted === 0 ? null : { entry: Math.round(entry / counted), sampled: counted }
+    if (counted === 0) return null
+    const mean = (bytes: number) => Math.round(bytes / counted)
+    return {
+      entry: mean(entry),
+      sessionIndex: mean(sessionIndex),
+      userIndex: mean(userIndex),
+      indexes: mean(sessionIndex + userIndex),
+      sampled: counted,
+    }
   } finally {
     redis.disconnect()
   }
@@ -253,7 +268,8 @@ function bytesLine(bytes: Awaited<ReturnType<typeof redisBytesPerSession>>, pref
   if (!bytes) return 'Redis memory per cached session: no cached session found to measure'
   return (
     `Redis memory per cached session (MEMORY USAGE, mean of ${bytes.sampled}, key prefix of ${prefix.length} characters): ` +
-    `${bytes.entry} B (its entry, the only key a session keeps)`
+    `entry ${bytes.entry} B, indexes ${bytes.indexes} B (session id key ${bytes.sessionIndex} B + user sorted set ` +
+    `${bytes.userIndex} B), total ${bytes.entry + bytes.indexes} B`
   )
 }
 
@@ -483,9 +499,9 @@ async function main() {
       )
       .flatMap((line) => ['', line]),
     ``,
-    `Redis memory per cached session (MEMORY USAGE, mean of ${bytes?.sampled ?? 0} sessions): ${bytes?.entry ?? '?'} B, its entry ` +
-      `(the only key a session keeps) → about ${bytes ? Math.floor(2 ** 30 / bytes.entry).toLocaleString('en') : '?'} sessions per GiB ` +
-      `before allocator overhead.`,
+    `Redis memory per cached session (MEMORY USAGE, mean of ${bytes?.sampled ?? 0} sessions): entry ${bytes?.entry ?? '?'} B, ` +
+      `indexes (session id key + user sorted set) ${bytes?.indexes ?? '?'} B, total ${bytes ? bytes.entry + bytes.indexes : '?'} B ` +
+      `→ about ${bytes ? Math.floor(2 ** 30 / (bytes.entry + bytes.indexes)).toLocaleString('en') : '?'} sessions per GiB before allocator overhead.`,
     ``,
   ].join('\n')
   // Sections of other generators stay: the trigger costs (replaced when this run measured them) and the soak's.
@@ -518,7 +534,7 @@ interface Target {
 type PairedMetric = 'rps' | 'p99' | 'cpu'
 type Paired = (a: Summary, b: Summary, metric: PairedMetric) => number
 
-function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, bytes: { entry: number } | null, paired: Paired): Target[] {
+function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, bytes: { entry: number; indexes: number } | null, paired: Paired): Target[] {
   const row = (name: string) => summary.find((s) => s.scenario.name === name)
   const ratio = (s: Summary | undefined, base: Summary | undefined) => (s && base ? paired(s, base, 'rps') : NaN)
   const p99 = (s: Summary | undefined, base: Summary) => (s ? paired(s, base, 'p99') : NaN)
@@ -530,7 +546,7 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
   const leanL1 = row('lean L1')
   const miss = row('service: miss')
   const down = row('service: redis down')
-  const total = bytes ? bytes.entry : NaN
+  const total = bytes ? bytes.entry + bytes.indexes : NaN
   return [
     {
       path: 'hit path, default configuration (× bare route)',
@@ -567,10 +583,10 @@ function measuredTargets(summary: Summary[], bare: Summary, pgOnly: Summary, byt
     { path: 'miss path, unknown token every time (× Postgres only)', target: '≥ 0.9× req/s', measured: `${x(ratio(miss, pgOnly))} req/s`, met: ratio(miss, pgOnly) >= 0.9 },
     { path: 'Redis down, breaker open (× Postgres only)', target: '≥ 0.95× req/s', measured: `${x(ratio(down, pgOnly))} req/s`, met: ratio(down, pgOnly) >= 0.95 },
     {
-      path: 'Redis memory per cached session (its entry: no key by session or user id)',
-      target: '≤ 260 B',
-      measured: bytes ? `${total} B` : 'not measured',
-      met: bytes ? total <= 260 : null,
+      path: 'Redis memory per cached session, indexes included',
+      target: '≤ 300 B',
+      measured: bytes ? `${total} B (entry ${bytes.entry} B, indexes ${bytes.indexes} B)` : 'not measured',
+      met: bytes ? total <= 300 : null,
     },
   ]
 }

@@ -1,8 +1,8 @@
 /**
- * Compact forms of the ids the cache stores, for the key scheme (keys.ts) and the value codec (codec.ts):
- *   - a token hash (64 hex characters, SHA-256) → its first 96 bits: 16 base64url characters in a key (why 96 bits
- *     are enough: keys.ts);
- *   - a UUID (8-4-4-4-12 hex) → 16 bytes in a value (exact: never truncated).
+ * Compact forms of the ids the cache stores, shared by the key scheme (keys.ts) and the value codec (codec.ts):
+ *   - a token hash (64 hex characters, SHA-256) → its first 96 bits: 12 bytes in an index, 16 base64url characters
+ *     in a key (why 96 bits are enough: keys.ts);
+ *   - a UUID (8-4-4-4-12 hex) → 16 bytes, or 22 base64url characters in a key (exact: never truncated).
  * Every conversion is exact and injective: what is not in the expected form is kept verbatim behind a character that
  * base64url never produces (`=`), so two different inputs never share a key.
  */
@@ -20,8 +20,10 @@ for (let i = 0; i < 4096; i++) PAIR.push(B64URL[i >> 6]! + B64URL[i & 63]!)
 
 const nibble = (s: string, at: number): number => NIBBLE[s.charCodeAt(at)] ?? -1
 
-/** Bytes of a truncated token hash in key tags. */
-const HASH_TAG_HEX = 12 * 2
+/** Bytes of a truncated token hash, in index members and key tags. */
+export const HASH_TAG_BYTES = 12
+const HASH_TAG_HEX = HASH_TAG_BYTES * 2
+const HEX_64 = /^[0-9a-fA-F]{64}$/
 
 /**
  * The tag of a token's keys: base64url of the first 12 bytes of its SHA-256 (the same string as
@@ -46,8 +48,23 @@ export function hashTag(tokenHash: string): string {
   return bad < 0 ? `=${tokenHash}` : tag
 }
 
+/** The 12 bytes an index stores for a token (the same 96 bits as its tag). Throws if it is not a 64-hex hash. */
+export function hashMember(tokenHash: string): Buffer {
+  if (!HEX_64.test(tokenHash)) throw new TypeError('a token hash is 64 hexadecimal characters')
+  return Buffer.from(tokenHash.slice(0, HASH_TAG_HEX), 'hex')
+}
+
+/** The tag of the token an index member names (hashMember's inverse, up to the tag). */
+export const memberTag = (member: Buffer): string => member.toString('base64url')
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/
 /** Lowercase, as Postgres prints a uuid: only these are stored as 16 bytes in values (they must decode as given). */
 const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** The tag of a session's or user's keys: base64url of the UUID's 16 bytes (either case); anything else `=` + it. */
+export function uuidTag(id: string): string {
+  return UUID.test(id) ? Buffer.from(id.replaceAll('-', ''), 'hex').toString('base64url') : `=${id}`
+}
 
 export const isCanonicalUuid = (id: string): boolean => CANONICAL_UUID.test(id)
 

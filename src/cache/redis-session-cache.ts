@@ -4,18 +4,25 @@ import type { InvalidationTarget, SessionAnswer } from '../domain/session.js'
 import type { RedisClient } from '../redis/client.js'
 import type { AnswerCodec } from './codec.js'
 import type { KeyScheme } from './keys.js'
-import { DROP_TOKEN, EXTEND, FILL } from './scripts.js'
+import { CLAIM, DROP_OWNER, DROP_TOKEN, EXTEND, EXTEND_INDEX, FILL } from './scripts.js'
 
 interface Scripted {
+  sscClaim(tombstone: string, index: string, kind: 'sid' | 'ui', member: Buffer, ttlMs: number): Promise<number>
   sscFill(entry: string, tombstone: string, value: Buffer, ttlMs: number): Promise<number>
+  sscExtendIndex(index: string, kind: 'sid' | 'ui', ttlMs: number, member: Buffer): Promise<number>
   sscExtend(entry: string, ttlMs: number): Promise<number>
+  /** ioredis's Buffer variant of sscDropOwner: index members are bytes, not text. */
+  sscDropOwnerBuffer(tombstone: string, index: string, kind: 'sid' | 'ui', ttlMs: number, channel: string, message: string): Promise<Buffer[]>
   sscDropToken(entry: string, tombstone: string, ttlMs: number, channel: string, message: string): Promise<number>
 }
 
 /** Registers this cache's scripts on a new connection (the pool calls it for each one it opens). */
 export function defineCacheScripts(client: RedisClient): void {
+  client.defineCommand('sscClaim', { numberOfKeys: 2, lua: CLAIM })
   client.defineCommand('sscFill', { numberOfKeys: 2, lua: FILL })
+  client.defineCommand('sscExtendIndex', { numberOfKeys: 1, lua: EXTEND_INDEX })
   client.defineCommand('sscExtend', { numberOfKeys: 1, lua: EXTEND })
+  client.defineCommand('sscDropOwner', { numberOfKeys: 2, lua: DROP_OWNER })
   client.defineCommand('sscDropToken', { numberOfKeys: 2, lua: DROP_TOKEN })
 }
 
@@ -36,8 +43,14 @@ const s = (client: RedisClient) => client as unknown as Scripted
 
 /** Values are raw bytes (codec.ts): read as a Buffer, never decoded as text. */
 const getOp = (client: RedisClient, key: string) => client.getBuffer(key)
+const claimOp = (client: RedisClient, tombstone: string, index: string, kind: 'sid' | 'ui', member: Buffer, ttl: number) =>
+  s(client).sscClaim(tombstone, index, kind, member, ttl)
 const fillOp = (client: RedisClient, entry: string, tombstone: string, value: Buffer, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
+const extendIndexOp = (client: RedisClient, index: string, kind: 'sid' | 'ui', ttl: number, member: Buffer) =>
+  s(client).sscExtendIndex(index, kind, ttl, member)
 const extendOp = (client: RedisClient, entry: string, ttl: number) => s(client).sscExtend(entry, ttl)
+const dropTokenOp = (client: RedisClient, entry: string, tombstone: string, ttl: number, channel: string, message: string) =>
+  s(client).sscDropToken(entry, tombstone, ttl, channel, message)
 
 const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
 /** Targets per operation: a user with thousands of sessions, or a bulk revocation, must not hold Redis at once. */
@@ -50,7 +63,8 @@ export class ReplicaAckShortfall extends Error {
 
 /**
  * SessionCache over Redis (one node, Sentinel or Cluster alike). Every operation runs through the breaker (which runs
- * it on a pooled connection); a hit is one GET and one decryption (codec.ts), a fill one script (scripts.ts).
+ * it on a pooled connection); a hit is one GET and one decryption (codec.ts); a fill is one round trip (its three
+ * scripts at once). Fills and invalidations follow the per-slot protocol of scripts.ts.
  */
 export function createRedisSessionCache(
   runner: GuardedRunner,
@@ -64,26 +78,44 @@ export function createRedisSessionCache(
   const channel = keys.invalidationChannel
 
   /**
-   * One chunk of an invalidation on one connection held for it: every token dropped and tombstoned, every session and
-   * user announced (the cache holds nothing under their ids: their tokens come from Postgres, as token targets of
-   * the same or a later call), then WAIT for the replicas on that same connection (it counts that connection's
-   * writes). Each token is announced with its full hash (L1 tiers key answers by it).
+   * One chunk of an invalidation on one connection held for it: owners first (tombstone, index), then every token
+   * named or found, then WAIT for the replicas on that same connection (it counts that connection's writes).
+   * A token named by the caller is dropped and announced with its full hash (L1 tiers key answers by it); a token found
+   * in an index (its 12 bytes) is dropped unless a named one has the same entry key, and is covered by its owner's
+   * announcement.
    */
   const invalidateOp: CacheOp = async (client: RedisClient, targets: InvalidationTarget[]) => {
-    const tokens = new Set<string>()
-    const writes: Promise<unknown>[] = []
+    // By token hash for named tokens, by entry key for found ones (the two never look alike: keys carry the prefix).
+    const drops = new Map<string, { entry: string; tombstone: string; message: string }>()
+    const entries = new Set<string>()
+    const owners: Promise<Buffer[]>[] = []
     for (const target of targets) {
       if (target.kind === 'token') {
         const { tokenHash } = target
-        if (tokens.has(tokenHash)) continue
-        tokens.add(tokenHash)
-        writes.push(s(client).sscDropToken(keys.entry(tokenHash), keys.tokenTombstone(tokenHash), tombstoneTtlMs, channel, `tok:${tokenHash}`))
+        if (drops.has(tokenHash)) continue
+        const entry = keys.entry(tokenHash)
+        entries.add(entry)
+        drops.set(tokenHash, { entry, tombstone: keys.tokenTombstone(tokenHash), message: `tok:${tokenHash}` })
       } else {
         const id = target.kind === 'session' ? target.sessionId : target.userId
-        writes.push(client.publish(channel, `${KIND_CODE[target.kind]}:${id}`).then(() => 0))
+        const [tombstone, index, kind] =
+          target.kind === 'session'
+            ? [keys.sessionTombstone(id), keys.sessionIndex(id), 'sid' as const]
+            : [keys.userTombstone(id), keys.userIndex(id), 'ui' as const]
+        owners.push(s(client).sscDropOwnerBuffer(tombstone, index, kind, tombstoneTtlMs, channel, `${KIND_CODE[target.kind]}:${id}`))
       }
     }
-    const removed = (await Promise.all(writes)) as number[]
+    for (const found of await Promise.all(owners)) {
+      for (const member of found) {
+        const entry = keys.entryOfMember(member)
+        if (entries.has(entry)) continue
+        entries.add(entry)
+        drops.set(entry, { entry, tombstone: keys.tokenTombstoneOfMember(member), message: '' })
+      }
+    }
+    const removed = await Promise.all(
+      [...drops.values()].map(({ entry, tombstone, message }) => s(client).sscDropToken(entry, tombstone, tombstoneTtlMs, channel, message)),
+    )
     const replicas = ack.replicas()
     if (replicas > 0 && 'wait' in client) {
       const confirmed = await (client as { wait(n: number, ms: number): Promise<number> }).wait(replicas, ack.timeoutMs)
@@ -100,13 +132,39 @@ export function createRedisSessionCache(
     },
 
     async fill(tokenHash, answer: SessionAnswer, ttlMs): Promise<FillOutcome> {
+      const value = codec.encode(tokenHash, answer)
       const ttl = Math.max(1, Math.floor(ttlMs))
-      const written = await run(fillOp as CacheOp, keys.entry(tokenHash), keys.tokenTombstone(tokenHash), codec.encode(tokenHash, answer), ttl)
-      return written === 1 ? 'written' : 'tombstoned'
+      const entry = keys.entry(tokenHash)
+      const tombstone = keys.tokenTombstone(tokenHash)
+      if (!answer.valid) {
+        return (await run(fillOp as CacheOp, entry, tombstone, value, ttl)) === 1 ? 'written' : 'tombstoned'
+      }
+      // One round trip: the entry and both index claims at once (scripts.ts says why no order between them is needed).
+      const { id: sessionId, userId } = answer.entry.session
+      const member = keys.indexMember(tokenHash)
+      const [written, sessionClaim, userClaim] = (await Promise.all([
+        run(fillOp as CacheOp, entry, tombstone, value, ttl),
+        run(claimOp as CacheOp, keys.sessionTombstone(sessionId), keys.sessionIndex(sessionId), 'sid', member, ttl),
+        run(claimOp as CacheOp, keys.userTombstone(userId), keys.userIndex(userId), 'ui', member, ttl),
+      ])) as number[]
+      if (written !== 1) return 'tombstoned'
+      if (sessionClaim === 1 && userClaim === 1) return 'written'
+      // An owner's tombstone refused the claim: the session or user was invalidated since this answer was read, so
+      // the entry just written must not stay (the token's own tombstone, when Postgres named it, already refused it).
+      await run(dropTokenOp as CacheOp, entry, tombstone, tombstoneTtlMs, channel, `tok:${tokenHash}`)
+      return 'tombstoned'
     },
 
-    async extend(tokenHash, _answer, ttlMs) {
-      await run(extendOp as CacheOp, keys.entry(tokenHash), Math.max(1, Math.floor(ttlMs)))
+    async extend(tokenHash, answer, ttlMs) {
+      const ttl = Math.max(1, Math.floor(ttlMs))
+      const { id: sessionId, userId } = answer.entry.session
+      const member = keys.indexMember(tokenHash)
+      // Indexes first: an index must outlive its entry.
+      await Promise.all([
+        run(extendIndexOp as CacheOp, keys.sessionIndex(sessionId), 'sid', ttl, member),
+        run(extendIndexOp as CacheOp, keys.userIndex(userId), 'ui', ttl, member),
+      ])
+      await run(extendOp as CacheOp, keys.entry(tokenHash), ttl)
     },
 
     async invalidate(targets: InvalidationTarget[]) {

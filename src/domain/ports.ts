@@ -15,7 +15,7 @@ export interface SessionStore {
   close(): Promise<void>
 }
 
-/** A fill is refused when an invalidation of the same token landed recently (its tombstone). */
+/** A fill is refused when an invalidation for the same token, session or user landed recently (its tombstone). */
 export type FillOutcome = 'written' | 'tombstoned'
 
 /**
@@ -24,14 +24,14 @@ export type FillOutcome = 'written' | 'tombstoned'
  */
 export interface SessionCache {
   get(tokenHash: string): Promise<SessionAnswer | null>
-  /** Stores an answer for ttlMs, in one atomic step, unless the token's tombstone forbids it. */
+  /** Stores an answer for ttlMs, atomically with its indexes, unless a tombstone forbids it. */
   fill(tokenHash: string, answer: SessionAnswer, ttlMs: number): Promise<FillOutcome>
-  /** Extends a cached valid entry to ttlMs from now. */
+  /** Extends a cached valid entry (and its indexes) to ttlMs from now. */
   extend(tokenHash: string, answer: SessionAnswer & { valid: true }, ttlMs: number): Promise<void>
   /**
-   * Removes the cached entry of every token target and leaves its tombstone, and announces every target to every
-   * instance. A session or user target is announced only: the cache keeps nothing by session or user id, so the caller
-   * names their tokens (from Postgres) as token targets. Returns how many entries it removed.
+   * Removes every cached entry of the targets (found by token hash, or through the cache's own session and user
+   * indexes), leaves tombstones and announces each target to every instance, in one atomic step. Returns how many
+   * entries it removed.
    */
   invalidate(targets: InvalidationTarget[]): Promise<number>
   close(): Promise<void>

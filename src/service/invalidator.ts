@@ -23,17 +23,16 @@ export interface InvalidationResult {
 }
 
 /**
- * The one invalidation path, for /invalidate and for the revocation outbox alike. The cache keeps nothing by session or
- * user id: Postgres names the token hashes of every invalidation (cache/scripts.ts says why a racing fill cannot
- * survive that).
+ * The one invalidation path, for /invalidate and for the revocation outbox alike. Postgres is the source of the token
+ * hashes of every invalidation by session or user (the revoke's or lookup's rows, an outbox row's); the cache's own
+ * session and user indexes (cache/keys.ts) are what finds an entry when Postgres cannot be reached.
  *
- * /invalidate: the cache first (a token's entry, or the target's announcement), so that a revoke by token that fails in
+ * /invalidate: the cache first (a token's entry, or what the target's index holds), so that a revoke that fails in
  * Postgres still leaves nothing cached; then Postgres (the revoke, or the lookup of the target's token hashes); then
- * the hashes Postgres returned. A cache that cannot be reached gets the invalidation retried in the background and the
- * caller a 503 to retry; a Postgres that cannot be reached, a 503 (and an entry cached for a session or user target
- * stays until the caller's retry reaches Postgres, or its TTL ends: nothing else knows its token).
- * L1 and the single-flight epoch are told before and after: a read that began before the revoke committed is neither
- * joined nor kept by a request that starts after the answer.
+ * the hashes Postgres returned, so an index key evicted under memory pressure cannot hide an entry. A cache that
+ * cannot be reached gets the invalidation retried in the background and the caller a 503 to retry; a Postgres that
+ * cannot be reached, a 503. L1 and the single-flight epoch are told before and after: a read that began before the
+ * revoke committed is neither joined nor kept by a request that starts after the answer.
  */
 export function createInvalidator(deps: InvalidatorDeps) {
   const { cache, store, writes, observer } = deps

@@ -88,50 +88,62 @@ export function sessionCacheContract(name: string, make: (tombstoneTtlMs: number
       expect(await cache.get(h)).toBeNull()
     })
 
-    it('invalidating a token twice in one call removes its entry once', async () => {
-      const h = hash()
-      await cache.fill(h, validAnswer(), 60_000)
-      expect(await cache.invalidate([{ kind: 'token', tokenHash: h }, { kind: 'token', tokenHash: h }])).toBe(1)
-      expect(await cache.get(h)).toBeNull()
-    })
-
-    it('a session or user target is announced only: the cache finds nothing by those ids, and tombstones none', async () => {
-      // Its tokens come from Postgres, as token targets (service/invalidator.ts): the cache keeps no index to find them.
+    it('invalidating a session id removes its entry, and refuses a fill of that session under any token', async () => {
       const h = hash()
       const answer = validAnswer()
       await cache.fill(h, answer, 60_000)
-      const removed = await cache.invalidate([
-        { kind: 'session', sessionId: answer.entry.session.id },
-        { kind: 'user', userId: answer.entry.session.userId },
-      ])
-      expect(removed).toBe(0)
-      expect(await cache.get(h)).toEqual(answer)
-      expect(await cache.fill(hash(), answer, 60_000)).toBe('written')
+      expect(await cache.invalidate([{ kind: 'session', sessionId: answer.entry.session.id }])).toBe(1)
+      expect(await cache.get(h)).toBeNull()
+      const later = hash()
+      expect(await cache.fill(later, answer, 60_000)).toBe('tombstoned')
+      // Refused by the owner's tombstone: nothing of it is left to read, whatever order its writes took.
+      expect(await cache.get(later)).toBeNull()
     })
 
-    it('one call invalidates several tokens, each with its tombstone, and nobody else\'s', async () => {
-      const [a, b, c] = [validAnswer(), validAnswer(), validAnswer()]
+    it("invalidating a user removes all of that user's entries and nobody else's", async () => {
+      const userId = randomUUID()
+      const [h1, h2, other] = [hash(), hash(), hash()]
+      await cache.fill(h1, validAnswer(userId), 60_000)
+      await cache.fill(h2, validAnswer(userId), 60_000)
+      const stranger = validAnswer()
+      await cache.fill(other, stranger, 60_000)
+      expect(await cache.invalidate([{ kind: 'user', userId }])).toBe(2)
+      expect(await cache.get(h1)).toBeNull()
+      expect(await cache.get(h2)).toBeNull()
+      expect(await cache.get(other)).toEqual(stranger)
+      const later = hash()
+      expect(await cache.fill(later, validAnswer(userId), 60_000)).toBe('tombstoned')
+      // Refused by the owner's tombstone: nothing of it is left to read, whatever order its writes took.
+      expect(await cache.get(later)).toBeNull()
+    })
+
+    it('invalidating what is not cached removes nothing and still leaves a tombstone', async () => {
+      const answer = validAnswer()
+      expect(await cache.invalidate([{ kind: 'session', sessionId: answer.entry.session.id }])).toBe(0)
+      const later = hash()
+      expect(await cache.fill(later, answer, 60_000)).toBe('tombstoned')
+      // Refused by the owner's tombstone: nothing of it is left to read, whatever order its writes took.
+      expect(await cache.get(later)).toBeNull()
+    })
+
+    it('one call invalidates several targets of different kinds, each with its tombstone', async () => {
+      const [a, b] = [validAnswer(), validAnswer()]
       const [ha, hb, hc] = [hash(), hash(), hash()]
       await cache.fill(ha, a, 60_000)
       await cache.fill(hb, b, 60_000)
-      await cache.fill(hc, c, 60_000)
+      await cache.fill(hc, validAnswer(), 60_000)
       const removed = await cache.invalidate([
         { kind: 'token', tokenHash: ha },
         { kind: 'session', sessionId: b.entry.session.id },
-        { kind: 'token', tokenHash: hb },
       ])
       expect(removed).toBe(2)
       expect(await cache.get(ha)).toBeNull()
       expect(await cache.get(hb)).toBeNull()
-      expect(await cache.get(hc)).toEqual(c)
-      expect(await cache.fill(ha, a, 60_000)).toBe('tombstoned')
-      expect(await cache.fill(hb, b, 60_000)).toBe('tombstoned')
-    })
-
-    it('invalidating a token that is not cached removes nothing and still leaves a tombstone', async () => {
-      const h = hash()
-      expect(await cache.invalidate([{ kind: 'token', tokenHash: h }])).toBe(0)
-      expect(await cache.fill(h, validAnswer(), 60_000)).toBe('tombstoned')
+      expect(await cache.get(hc)).not.toBeNull()
+      const later = hash()
+      expect(await cache.fill(later, b, 60_000)).toBe('tombstoned')
+      // Refused by the owner's tombstone: nothing of it is left to read, whatever order its writes took.
+      expect(await cache.get(later)).toBeNull()
     })
 
     it('a tombstone expires, after which fills land again', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { DROP_TOKEN } from '../../src/cache/scripts.js'
+import { DROP_OWNER } from '../../src/cache/scripts.js'
 import { startTestApp, type TestApp } from '../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { eventually } from '../support/gate.js'
@@ -132,7 +132,7 @@ describe('the shipped ACL (ops/redis/users.acl) with the service logged in as `s
         // A script cannot reach past the prefix either: Redis checks each command a script runs, key names the script
         // builds itself included (here the cache's own invalidation script, pointed at another prefix).
         ['EVAL building a key outside the prefix', () => ssc.eval("return redis.call('SET', 'other:' .. ARGV[1], '1')", 0, 'x')],
-        ['an invalidation script aimed at another prefix', () => ssc.eval(DROP_TOKEN, 2, 'other:e:{h1}', 'other:t:tok:{h1}', '1000', `${ACL_PREFIX}invalidations`, 'tok:h1')],
+        ['an invalidation script aimed at another prefix', () => ssc.eval(DROP_OWNER, 2, 'other:t:uid:{u1}', 'other:ui:{u1}', 'ui', '1000', `${ACL_PREFIX}invalidations`, 'uid:u1')],
       ]
       for (const [what, attempt] of refused) {
         const error = await attempt().then(

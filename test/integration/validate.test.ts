@@ -94,7 +94,7 @@ describe('POST /validate', () => {
     expect(t.logs.text()).not.toContain(token)
   })
 
-  it('caps an entry’s TTL at the session’s expiry, and gives every key it writes a TTL: entries, negative entries, tombstones', async () => {
+  it('caps an entry’s TTL at the session’s expiry, and gives every key it writes a TTL: entries, indexes, negative entries, tombstones', async () => {
     t = await startTestApp({
       db,
       env: { CACHE_TTL_SECONDS: '300', NEGATIVE_CACHE_TTL_SECONDS: '10', NEGATIVE_CACHE_MIN_MISSES: '1', CACHE_TOMBSTONE_TTL_SECONDS: '30' },
@@ -107,7 +107,7 @@ describe('POST /validate', () => {
     const unknown = 'never-issued-token'
     for (const token of [soon.token, later.token, revoked.token, gone.token, userGone.token, unknown]) await t.validate(token)
     await t.settle()
-    // Invalidations by session and by user id leave tombstones on the tokens Postgres names for them.
+    // Invalidations leave tombstones: by session id for the token and the session, by user id for the user.
     expect((await t.invalidate({ sessionId: gone.sessionId })).json()).toMatchObject({ invalidated: 1 })
     expect((await t.invalidate({ userId: userGone.userId })).json()).toMatchObject({ invalidated: 1 })
     await t.settle()
@@ -123,9 +123,11 @@ describe('POST /validate', () => {
     const bounds: Record<string, number> = {
       [t.keys.entry(hashToken(revoked.token))]: 10_000,
       [t.keys.entry(hashToken(unknown))]: 10_000,
-      [t.keys.entry(hashToken(later.token))]: 300_000,
+      [t.keys.sessionIndex(later.sessionId)]: 300_000,
+      [t.keys.userIndex(later.userId)]: 300_000,
       [t.keys.tokenTombstone(hashToken(gone.token))]: 30_000,
-      [t.keys.tokenTombstone(hashToken(userGone.token))]: 30_000,
+      [t.keys.sessionTombstone(gone.sessionId)]: 30_000,
+      [t.keys.userTombstone(userGone.userId)]: 30_000,
     }
     const keys = Object.keys(await t.dump())
     expect(keys).toEqual(expect.arrayContaining(Object.keys(bounds)))

@@ -7,18 +7,28 @@ import { startTestApp, type TestApp } from '../../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../../support/database.js'
 import { gate } from '../../support/gate.js'
 import { startRedisServer, type RedisServer } from '../../support/redis-server.js'
-import { ask, cacheOnBoth } from '../../support/revocation-matrix.js'
+import { ask, cacheOnBoth, revocationMatrix } from '../../support/revocation-matrix.js'
 
 const LRU = ['--maxmemory', '16mb', '--maxmemory-policy', 'allkeys-lru']
 
-/**
- * Memory pressure, now that a cached session is one key (its entry; no index by session or user id, src/cache/keys.ts):
- * what allkeys-lru can take from a session is its entry. Then the next validation reads Postgres and fills again, and
- * an invalidation finds no entry to remove. What must hold: a fill that read the session before the invalidation and
- * lands after it is refused (the invalidation tombstoned the token Postgres named), so nothing is answered from a
- * cache for it afterwards. Without revoke, so that no outbox row does the invalidation's work for it.
- */
-describe('under real memory pressure (maxmemory 16mb, allkeys-lru): the entry evicted', () => {
+// Under allkeys-lru the index keys (written once, never read on a hit) go before the entry (read on every hit). Here
+// every index key of the session is gone, as eviction would leave it: no invalidation may miss the entry.
+let redis: RedisServer
+revocationMatrix({
+  name: 'every index key evicted (maxmemory + allkeys-lru), the entry kept',
+  async setup() {
+    redis = await startRedisServer({ args: LRU })
+    return { redisUrl: redis.url, close: () => redis.close() }
+  },
+  async before({ a, session }) {
+    const index = [a.keys.sessionIndex(session.sessionId), a.keys.userIndex(session.userId)]
+    expect(await a.redis.del(...index)).toBe(2)
+    expect(await a.redis.exists(a.keys.entry(hashToken(session.token)))).toBe(1)
+  },
+  boundMs: (ending) => (ending.via === 'sql' ? 1000 : 0),
+})
+
+describe('under real memory pressure (maxmemory 16mb, allkeys-lru)', () => {
   let db: TestDatabase
   let server: RedisServer
   let a: TestApp
@@ -52,25 +62,47 @@ describe('under real memory pressure (maxmemory 16mb, allkeys-lru): the entry ev
     await db?.drop()
   })
 
-  it('a fill read before /invalidate by session and by user, landing after it, is refused; every later answer is from Postgres', async () => {
+  /** Writes filler until `gone` keys are all evicted, reading `warm` keys between rounds; asserts what it evicted. */
+  async function pressure(gone: string[], warm: string[]): Promise<void> {
+    const filler = new Redis(server.url)
+    try {
+      for (let round = 0; round < 60 && (await filler.exists(...gone)) > 0; round++) {
+        const pipeline = filler.pipeline()
+        for (let i = 0; i < 500; i++) pipeline.set(`filler:${round}:${randomBytes(4).toString('hex')}:${i}`, randomBytes(1024).toString('hex'), 'EX', 600)
+        await pipeline.exec()
+        for (const key of warm) await filler.get(key)
+      }
+      expect(Number(/evicted_keys:(\d+)/.exec(await filler.info('stats'))?.[1] ?? 0)).toBeGreaterThan(0)
+      expect(await filler.exists(...gone), `evicted: ${gone.join(', ')}`).toBe(0)
+      if (warm.length > 0) expect(await filler.exists(...warm), `kept: ${warm.join(', ')}`).toBe(warm.length)
+    } finally {
+      filler.disconnect()
+    }
+  }
+
+  it('with every index key of two sessions evicted and their entries kept, /invalidate by session and by user (no revoke) leaves nothing cached', async () => {
+    const userId = await db.insertUser()
+    const mine = [await db.insertSession({ userId }), await db.insertSession({ userId })] as const
+    for (const session of mine) await cacheOnBoth({ db, a, b, session })
+    const entries = mine.map((s) => a.keys.entry(hashToken(s.token)))
+    const indexes = [...mine.map((s) => a.keys.sessionIndex(s.sessionId)), a.keys.userIndex(userId)]
+    expect(await a.redis.exists(...indexes)).toBe(3)
+    await pressure(indexes, entries)
+    // Without revoke, so that no outbox row does the invalidation's work: only the hashes Postgres names can find them.
+    expect((await a.invalidate({ sessionId: mine[0].sessionId })).json()).toEqual({ invalidated: 1, revoked: 0 })
+    expect((await b.invalidate({ userId })).json()).toEqual({ invalidated: 1, revoked: 0 })
+    expect(await a.redis.exists(...entries)).toBe(0)
+    for (const app of [a, b]) {
+      for (const session of mine) expect(await ask(app, session.token)).toMatchObject({ valid: true, source: 'postgres' })
+    }
+  })
+
+  it('with a session\'s entry evicted, a fill read before /invalidate by session and by user, landing after it, is refused', async () => {
     const userId = await db.insertUser()
     const mine = [await db.insertSession({ userId }), await db.insertSession({ userId })] as const
     const entries = mine.map((s) => a.keys.entry(hashToken(s.token)))
     for (const session of mine) await cacheOnBoth({ db, a, b, session })
-    // Filler until Redis has evicted both entries (never read between rounds, so the least recently used).
-    const filler = new Redis(server.url)
-    try {
-      const evicted = async () => Number(/evicted_keys:(\d+)/.exec(await filler.info('stats'))?.[1] ?? 0)
-      for (let round = 0; round < 60 && (await filler.exists(...entries)) > 0; round++) {
-        const pipeline = filler.pipeline()
-        for (let i = 0; i < 500; i++) pipeline.set(`filler:${round}:${i}`, randomBytes(1024).toString('hex'), 'EX', 600)
-        await pipeline.exec()
-      }
-      expect(await evicted()).toBeGreaterThan(0)
-      expect(await filler.exists(...entries), 'both entries evicted').toBe(0)
-    } finally {
-      filler.disconnect()
-    }
+    await pressure(entries, [])
 
     // The first session asked on a: a miss, read from Postgres before the invalidations; its fill is held until after.
     hold = { armed: true, read: gate(), release: gate() }

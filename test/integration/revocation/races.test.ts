@@ -97,7 +97,7 @@ describe('races the outbox must win', () => {
       ...cache,
       async invalidate(targets) {
         // The request's own calls fail (not the revocation feed's replay of earlier outbox rows).
-        if (failures > 0 && targets.length === 1 && targets[0]!.kind === 'token') {
+        if (failures > 0 && targets.length === 1 && targets[0]!.kind === 'session') {
           failures--
           throw new Error('redis refused')
         }
@@ -110,13 +110,13 @@ describe('races the outbox must win', () => {
     await t.settle()
     expect((await t.validate(session.token)).json()).toMatchObject({ source: 'redis' })
     // The call's first attempt fails (503); the background retry fails once more, then lands.
-    const res = await t.invalidate({ token: session.token })
+    const res = await t.invalidate({ sessionId: session.sessionId })
     expect(res.statusCode).toBe(503)
     expect(res.json()).toMatchObject({ code: 'SESSION_CACHE_UNAVAILABLE' })
     await t.settle()
     expect(failures).toBe(0)
-    expect(await t.redis.exists(t.keys.entry(hashToken(session.token)))).toBe(0)
-    expect(await t.redis.exists(t.keys.tokenTombstone(hashToken(session.token)))).toBe(1)
+    expect(await t.redis.exists(t.keys.sessionIndex(session.sessionId))).toBe(0)
+    expect(await t.redis.exists(t.keys.sessionTombstone(session.sessionId))).toBe(1)
     expect(await metric(t, /^session_cache_writes_total\{kind="invalidate",outcome="written"\}/)).toBeGreaterThanOrEqual(1)
   })
 })

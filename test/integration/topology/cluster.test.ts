@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { keyScheme } from '../../../src/cache/keys.js'
@@ -91,24 +91,28 @@ describe('the service on a Redis Cluster', () => {
     })
   })
 
-  it('a fill that read a session before an invalidation by user, landing after it, meets the token\'s tombstone', async () => {
-    // No cross-slot ordering is left to test: a fill is one script on the token's slot, and the invalidation by user
-    // tombstones every token Postgres names for the user, so a fill that read before it is refused wherever it lands.
+  it('a fill whose index claims landed before an invalidation by user cannot write its entry after it (the ordering)', async () => {
     const keys = keyScheme(a.prefix)
-    const userId = await db.insertUser()
-    const session = await db.insertSession({ userId })
-    const hash = hashToken(session.token)
-    type Scripted = Cluster & { sscFill(e: string, t: string, v: string, ttl: number): Promise<number> }
+    const userId = randomUUID()
+    const sessionId = randomUUID()
+    const hash = hashToken(`race-${randomUUID()}`)
+    type Scripted = Cluster & {
+      sscClaim(t: string, i: string, k: string, member: Buffer, ttl: number): Promise<number>
+      sscFill(e: string, t: string, v: string, ttl: number): Promise<number>
+    }
     await inspect(async (raw) => {
       defineCacheScripts(raw)
       const c = raw as Scripted
-      expect((await a.invalidate({ userId })).json()).toEqual({ invalidated: 0, revoked: 0 })
-      // The fill's one script meets the token's tombstone: nothing is written.
+      // The fill's step 1: both claims land (no tombstone yet).
+      expect(await c.sscClaim(keys.sessionTombstone(sessionId), keys.sessionIndex(sessionId), 'sid', keys.indexMember(hash), 60_000)).toBe(1)
+      expect(await c.sscClaim(keys.userTombstone(userId), keys.userIndex(userId), 'ui', keys.indexMember(hash), 60_000)).toBe(1)
+      // The invalidation runs completely between the fill's two steps.
+      expect((await a.invalidate({ userId })).statusCode).toBe(200)
+      // The fill's step 2 meets the token's tombstone: nothing is written.
       expect(await c.sscFill(keys.entry(hash), keys.tokenTombstone(hash), 'any value', 60_000)).toBe(0)
       expect(await c.exists(keys.entry(hash))).toBe(0)
-      // A token of another user's session is not tombstoned by it.
-      const stranger = hashToken((await db.insertSession()).token)
-      expect(await c.sscFill(keys.entry(stranger), keys.tokenTombstone(stranger), 'any value', 60_000)).toBe(1)
+      // And a claim after the invalidation is refused at once.
+      expect(await c.sscClaim(keys.userTombstone(userId), keys.userIndex(userId), 'ui', keys.indexMember(hashToken('later')), 60_000)).toBe(0)
     })
   })
 
