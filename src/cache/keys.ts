@@ -12,8 +12,9 @@ import { hashMember, hashTag, memberTag, uuidTag } from './compact-ids.js'
  *   <p>t:uid:{<u>}     the user's tombstone                          ┘
  *   <p>invalidations   pub/sub channel: `<kind>:<id>` for every invalidation (epochs, L1 tiers), with the full token
  *                      hash or UUID as the caller gave it (tok:<64 hex>, sid:<uuid>, uid:<uuid>)
- * While a tombstone lives, no cache fill for that token, session or user may land. The order in which fills and
- * invalidations visit the slots is what makes that hold without a cross-slot command: see scripts.ts.
+ * While a tombstone lives, no cache fill for that token, session or user may leave an entry behind (scripts.ts says
+ * how, without a cross-slot command or an order between slots). The session and user indexes serve one case: an
+ * invalidation by session or user id while Postgres, the source of an invalidation's token hashes, cannot be reached.
  *
  * Tags are compact (compact-ids.ts), because every byte of a key's name and of an index is paid for every cached
  * session (docs/capacity.md has the measurements):

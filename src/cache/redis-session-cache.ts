@@ -43,12 +43,48 @@ const s = (client: RedisClient) => client as unknown as Scripted
 
 /** Values are raw bytes (codec.ts): read as a Buffer, never decoded as text. */
 const getOp = (client: RedisClient, key: string) => client.getBuffer(key)
-const claimOp = (client: RedisClient, tombstone: string, index: string, kind: 'sid' | 'ui', member: Buffer, ttl: number) =>
-  s(client).sscClaim(tombstone, index, kind, member, ttl)
 const fillOp = (client: RedisClient, entry: string, tombstone: string, value: Buffer, ttl: number) => s(client).sscFill(entry, tombstone, value, ttl)
 const extendIndexOp = (client: RedisClient, index: string, kind: 'sid' | 'ui', ttl: number, member: Buffer) =>
   s(client).sscExtendIndex(index, kind, ttl, member)
 const extendOp = (client: RedisClient, entry: string, ttl: number) => s(client).sscExtend(entry, ttl)
+
+/** The session's and user's index keys a valid answer's fill claims, and what it puts in them. */
+interface Owners {
+  sessionTombstone: string
+  sessionIndex: string
+  userTombstone: string
+  userIndex: string
+  member: Buffer
+}
+
+/**
+ * A valid answer's fill as one breaker call on one connection, in one round trip: the entry and both index claims at
+ * once (scripts.ts says why no order between them is needed). When a claim met an owner's tombstone, the entry it
+ * wrote is dropped again (a second round trip, only then). Returns 1 when the entry stays, 0 when refused.
+ */
+async function fillValidOp(
+  client: RedisClient,
+  entry: string,
+  tombstone: string,
+  value: Buffer,
+  ttl: number,
+  owners: Owners,
+  tombstoneTtlMs: number,
+  channel: string,
+  message: string,
+): Promise<number> {
+  const c = s(client)
+  const [written, sessionClaim, userClaim] = await Promise.all([
+    c.sscFill(entry, tombstone, value, ttl),
+    c.sscClaim(owners.sessionTombstone, owners.sessionIndex, 'sid', owners.member, ttl),
+    c.sscClaim(owners.userTombstone, owners.userIndex, 'ui', owners.member, ttl),
+  ])
+  if (written !== 1) return 0
+  if (sessionClaim === 1 && userClaim === 1) return 1
+  // The session or user was invalidated since this answer was read: the entry just written must not stay.
+  await c.sscDropToken(entry, tombstone, tombstoneTtlMs, channel, message)
+  return 0
+}
 
 const KIND_CODE = { token: 'tok', session: 'sid', user: 'uid' } as const
 /** Targets per operation: a user with thousands of sessions, or a bulk revocation, must not hold Redis at once. */
@@ -61,8 +97,8 @@ export class ReplicaAckShortfall extends Error {
 
 /**
  * SessionCache over Redis (one node, Sentinel or Cluster alike). Every operation runs through the breaker (which runs
- * it on a pooled connection); a hit is one GET and one decryption (codec.ts). Fills and invalidations follow the
- * per-slot protocol of scripts.ts.
+ * it on a pooled connection); a hit is one GET and one decryption (codec.ts); a fill is one breaker call and one round
+ * trip (its three scripts sent at once). Fills and invalidations follow the per-slot protocol of scripts.ts.
  */
 export function createRedisSessionCache(
   runner: GuardedRunner,
@@ -132,17 +168,20 @@ export function createRedisSessionCache(
     async fill(tokenHash, answer: SessionAnswer, ttlMs): Promise<FillOutcome> {
       const value = codec.encode(tokenHash, answer)
       const ttl = Math.max(1, Math.floor(ttlMs))
-      if (answer.valid) {
-        const { id: sessionId, userId } = answer.entry.session
-        const member = keys.indexMember(tokenHash)
-        // Step 1 of scripts.ts's protocol: the owners' slots first, each refusing under its tombstone.
-        const claims = (await Promise.all([
-          run(claimOp as CacheOp, keys.sessionTombstone(sessionId), keys.sessionIndex(sessionId), 'sid', member, ttl),
-          run(claimOp as CacheOp, keys.userTombstone(userId), keys.userIndex(userId), 'ui', member, ttl),
-        ])) as number[]
-        if (claims.includes(0)) return 'tombstoned'
+      const entry = keys.entry(tokenHash)
+      const tombstone = keys.tokenTombstone(tokenHash)
+      if (!answer.valid) {
+        return (await run(fillOp as CacheOp, entry, tombstone, value, ttl)) === 1 ? 'written' : 'tombstoned'
       }
-      const written = await run(fillOp as CacheOp, keys.entry(tokenHash), keys.tokenTombstone(tokenHash), value, ttl)
+      const { id: sessionId, userId } = answer.entry.session
+      const owners: Owners = {
+        sessionTombstone: keys.sessionTombstone(sessionId),
+        sessionIndex: keys.sessionIndex(sessionId),
+        userTombstone: keys.userTombstone(userId),
+        userIndex: keys.userIndex(userId),
+        member: keys.indexMember(tokenHash),
+      }
+      const written = await run(fillValidOp as CacheOp, entry, tombstone, value, ttl, owners, tombstoneTtlMs, channel, `tok:${tokenHash}`)
       return written === 1 ? 'written' : 'tombstoned'
     },
 

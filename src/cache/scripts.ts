@@ -3,15 +3,18 @@
  * round trip; loaded with ioredis defineCommand (EVALSHA, falling back to EVAL). Every key is written with its TTL in
  * the same script. Times come from the server's clock (TIME), so instances with skewed clocks agree.
  *
- * Why a racing fill can never write a revoked session back, with no cross-slot command:
- *   fill of token h (session s, user u):   1. CLAIM in slot s and in slot u: refused if that tombstone exists, else
- *                                             h joins the index;   2. FILL in slot h: refused if h's tombstone exists.
- *   invalidation of user u (or session s): 1. DROP_OWNER in slot u: tombstone u, read the index (all h claimed so far);
- *                                          2. DROP_TOKEN in slot h for each: delete the entry, tombstone h.
- *   If the fill's CLAIM on u came after DROP_OWNER, it sees u's tombstone and stops. If it came before, h is in the
- *   index DROP_OWNER read, so DROP_TOKEN(h) runs: a FILL before it is deleted by it, a FILL after it meets h's
- *   tombstone. An invalidation by token (or by the hashes Postgres returned) is DROP_TOKEN alone, which FILL checks in
- *   the same slot. Tombstones outlive any fill's deadline (half their life, from the read), so "after" is covered.
+ * Why a racing fill can never write a revoked session back, with no cross-slot command and no order between slots:
+ *   fill of token h (session s, user u): FILL in slot h (refused if h's tombstone exists) and CLAIM in slots s and u
+ *     (refused if that tombstone exists, else h joins the index), all three at once: one round trip. If FILL wrote and
+ *     a CLAIM was refused, DROP_TOKEN(h) follows.
+ *   invalidation of a session s or user u: DROP_OWNER in its slot (tombstone it, take its index) and DROP_TOKEN on each
+ *     h found; then DROP_TOKEN on each h Postgres names (the revoke's or lookup's rows, an outbox row's hashes).
+ *   With Postgres answering (the 200): the fill's answer was read while the session existed, so Postgres names h; a
+ *     FILL before DROP_TOKEN(h) is deleted by it, one after it meets h's tombstone. The indexes are not needed for it.
+ *   With Postgres unreachable (a 503, which drops what the cache can find first): the indexes find what was cached. A
+ *     fill in flight whose CLAIM came after DROP_OWNER is refused there, and its DROP_TOKEN removes the entry it wrote;
+ *     one whose CLAIM came before put h in the index DROP_OWNER took, so DROP_TOKEN(h) runs as above.
+ *   Tombstones outlive any fill's deadline (half their life, from the read), so "after" is covered.
  */
 
 /**

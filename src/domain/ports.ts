@@ -24,7 +24,10 @@ export type FillOutcome = 'written' | 'tombstoned'
  */
 export interface SessionCache {
   get(tokenHash: string): Promise<SessionAnswer | null>
-  /** Stores an answer for ttlMs, atomically with its indexes, unless a tombstone forbids it. */
+  /**
+   * Stores an answer for ttlMs with its indexes, unless a tombstone of its token, session or user forbids it: then
+   * nothing of it is left to read.
+   */
   fill(tokenHash: string, answer: SessionAnswer, ttlMs: number): Promise<FillOutcome>
   /** Extends a cached valid entry (and its indexes) to ttlMs from now. */
   extend(tokenHash: string, answer: SessionAnswer & { valid: true }, ttlMs: number): Promise<void>

@@ -23,14 +23,16 @@ export interface InvalidationResult {
 }
 
 /**
- * The one invalidation path, for /invalidate and for the revocation outbox alike.
+ * The one invalidation path, for /invalidate and for the revocation outbox alike. Postgres is the source of the token
+ * hashes of every invalidation by session or user (the revoke's or lookup's rows, an outbox row's); the cache's own
+ * session and user indexes (cache/keys.ts) are what finds an entry when Postgres cannot be reached.
  *
- * /invalidate: the cache first (what its own index finds), so that a revoke that fails in Postgres still leaves nothing
- * cached; then Postgres (the revoke, or the lookup of the target's token hashes); then the hashes Postgres returned, so
- * an index key evicted under memory pressure cannot hide an entry. A cache that cannot be reached gets the
- * invalidation retried in the background and the caller a 503 to retry; a Postgres that cannot be reached, a 503.
- * L1 and the single-flight epoch are told before and after: a read that began before the revoke committed is neither
- * joined nor kept by a request that starts after the answer.
+ * /invalidate: the cache first (a token's entry, or what the target's index holds), so that a revoke that fails in
+ * Postgres still leaves nothing cached; then Postgres (the revoke, or the lookup of the target's token hashes); then
+ * the hashes Postgres returned, so an index key evicted under memory pressure cannot hide an entry. A cache that
+ * cannot be reached gets the invalidation retried in the background and the caller a 503 to retry; a Postgres that
+ * cannot be reached, a 503. L1 and the single-flight epoch are told before and after: a read that began before the
+ * revoke committed is neither joined nor kept by a request that starts after the answer.
  */
 export function createInvalidator(deps: InvalidatorDeps) {
   const { cache, store, writes, observer } = deps
@@ -77,11 +79,27 @@ export function createInvalidator(deps: InvalidatorDeps) {
 
   return {
     invalidate,
-    /** An outbox row, applied here as on every instance. Throws when the cache cannot be reached (the feed retries). */
+    /**
+     * An outbox row, applied here as on every instance. Its session targets come with their token hashes (the trigger
+     * writes OLD.token with each id, in the transaction that ended it); a user's are looked up again now, after the
+     * commit: a session inserted while a ban committed is missing from the ban's row, yet a fill may have read it
+     * before the ban. Throws when the cache or Postgres cannot be reached (the feed retries).
+     */
     async applyRevocation(targets: InvalidationTarget[]): Promise<void> {
       forget(targets)
-      await cache.invalidate(targets)
-      forget(targets)
+      const named = new Set<string>()
+      for (const target of targets) if (target.kind === 'token') named.add(target.tokenHash)
+      const found: InvalidationTarget[] = []
+      for (const target of targets) {
+        if (target.kind !== 'user') continue
+        for (const tokenHash of await store.tokenHashes(target)) {
+          if (named.has(tokenHash)) continue
+          named.add(tokenHash)
+          found.push({ kind: 'token', tokenHash })
+        }
+      }
+      await cache.invalidate([...targets, ...found])
+      forget([...targets, ...found])
     },
     /** After an outbox gap: nothing this instance holds from before it can be trusted. */
     forgetLocal(): void {

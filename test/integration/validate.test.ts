@@ -4,6 +4,8 @@ import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { startTestApp, type TestApp } from '../support/app.js'
 import { eventually, gate } from '../support/gate.js'
+import { TEST_REDIS_URL } from '../support/env.js'
+import { startTcpProxy } from '../support/tcp-proxy.js'
 
 let db: TestDatabase
 let t: TestApp
@@ -186,6 +188,34 @@ describe('POST /validate', () => {
     fillRelease.open()
     await t.settle()
     expect((await t.validate(token)).json()).toMatchObject({ source: 'redis' })
+  })
+
+  it('a request 5 ms after a miss was answered is served from Redis, even 4 ms away from Redis: a fill is one round trip', async () => {
+    // Every byte to and from Redis takes ONE_WAY_MS. The second request's GET reaches Redis GAP_MS + ONE_WAY_MS after
+    // the answer; a fill of one script (started with the answer) reached it ONE_WAY_MS after it started, long before.
+    // A fill of two dependent round trips (index claims, then the entry) would reach it 3 × ONE_WAY_MS after: later
+    // than that GET, which would miss and join the Postgres read (source 'postgres').
+    const ONE_WAY_MS = 4
+    const GAP_MS = 5
+    expect(3 * ONE_WAY_MS).toBeGreaterThan(GAP_MS + ONE_WAY_MS)
+    const url = new URL(TEST_REDIS_URL)
+    const proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 6379) })
+    try {
+      url.host = `127.0.0.1:${proxy.port}`
+      t = await startTestApp({ db, redisUrl: url.toString() })
+      proxy.setDelay(ONE_WAY_MS)
+      // Several sessions, so one lucky timing cannot pass it: every one of them must be in Redis 5 ms after its answer.
+      for (let i = 0; i < 5; i++) {
+        const { token } = await db.insertSession()
+        expect((await t.validate(token)).json()).toMatchObject({ valid: true, source: 'postgres' })
+        await new Promise((r) => setTimeout(r, GAP_MS))
+        expect((await t.validate(token)).json(), `session ${i}`).toMatchObject({ valid: true, source: 'redis' })
+      }
+    } finally {
+      await t?.close()
+      t = undefined as unknown as TestApp
+      await proxy.close()
+    }
   })
 
   it('caches an unknown token negatively at its second miss: repeats then make two Postgres queries per negative TTL', async () => {

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { SessionStore } from '../../../src/domain/ports.js'
 import { hashToken } from '../../../src/domain/token.js'
 import { startTestApp, type TestApp } from '../../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../../support/database.js'
+import { gate } from '../../support/gate.js'
 import { startRedisServer, type RedisServer } from '../../support/redis-server.js'
 import { ask, cacheOnBoth, revocationMatrix } from '../../support/revocation-matrix.js'
 
@@ -31,12 +33,26 @@ describe('under real memory pressure (maxmemory 16mb, allkeys-lru)', () => {
   let server: RedisServer
   let a: TestApp
   let b: TestApp
+  // Holds a's next Postgres read after it returned (the answer read, its fill not yet sent) until released.
+  let hold: { armed: boolean; read: ReturnType<typeof gate>; release: ReturnType<typeof gate> } | undefined
 
   beforeAll(async () => {
     db = await createTestDatabase()
     server = await startRedisServer({ args: LRU })
     const env = { REDIS_KEY_PREFIX: `ssc-lru-${randomBytes(4).toString('hex')}:` }
-    a = await startTestApp({ db, env, redisUrl: server.url })
+    const wrapStore = (store: SessionStore): SessionStore => ({
+      ...store,
+      async findByTokenHash(hash) {
+        const record = await store.findByTokenHash(hash)
+        if (hold?.armed) {
+          hold.armed = false
+          hold.read.open()
+          await hold.release.wait()
+        }
+        return record
+      },
+    })
+    a = await startTestApp({ db, env, redisUrl: server.url, overrides: { wrapStore } })
     b = await startTestApp({ db, env, redisUrl: server.url })
   })
   afterAll(async () => {
@@ -46,29 +62,65 @@ describe('under real memory pressure (maxmemory 16mb, allkeys-lru)', () => {
     await db?.drop()
   })
 
-  it('after Redis evicts keys to make room, /invalidate by session and by user still leaves nothing valid', async () => {
-    const userId = await db.insertUser()
-    const mine = [await db.insertSession({ userId }), await db.insertSession({ userId })]
-    for (const session of mine) await cacheOnBoth({ db, a, b, session })
-    // Filler until Redis has evicted: the session entries are read (kept warm) between rounds, the index keys not.
+  /** Writes filler until `gone` keys are all evicted, reading `warm` keys between rounds; asserts what it evicted. */
+  async function pressure(gone: string[], warm: string[]): Promise<void> {
     const filler = new Redis(server.url)
     try {
-      const evicted = async () => Number(/evicted_keys:(\d+)/.exec(await filler.info('stats'))?.[1] ?? 0)
-      for (let round = 0; round < 40 && (await evicted()) < 1000; round++) {
+      for (let round = 0; round < 60 && (await filler.exists(...gone)) > 0; round++) {
         const pipeline = filler.pipeline()
-        for (let i = 0; i < 500; i++) pipeline.set(`filler:${round}:${i}`, randomBytes(1024).toString('hex'), 'EX', 600)
+        for (let i = 0; i < 500; i++) pipeline.set(`filler:${round}:${randomBytes(4).toString('hex')}:${i}`, randomBytes(1024).toString('hex'), 'EX', 600)
         await pipeline.exec()
-        for (const session of mine) await ask(a, session.token)
+        for (const key of warm) await filler.get(key)
       }
-      expect(await evicted()).toBeGreaterThan(0)
+      expect(Number(/evicted_keys:(\d+)/.exec(await filler.info('stats'))?.[1] ?? 0)).toBeGreaterThan(0)
+      expect(await filler.exists(...gone), `evicted: ${gone.join(', ')}`).toBe(0)
+      if (warm.length > 0) expect(await filler.exists(...warm), `kept: ${warm.join(', ')}`).toBe(warm.length)
     } finally {
       filler.disconnect()
     }
-    const [first, second] = mine as [(typeof mine)[0], (typeof mine)[0]]
-    expect((await a.invalidate({ sessionId: first.sessionId, revoke: true })).statusCode).toBe(200)
-    expect((await b.invalidate({ userId, revoke: true })).statusCode).toBe(200)
+  }
+
+  it('with every index key of two sessions evicted and their entries kept, /invalidate by session and by user (no revoke) leaves nothing cached', async () => {
+    const userId = await db.insertUser()
+    const mine = [await db.insertSession({ userId }), await db.insertSession({ userId })] as const
+    for (const session of mine) await cacheOnBoth({ db, a, b, session })
+    const entries = mine.map((s) => a.keys.entry(hashToken(s.token)))
+    const indexes = [...mine.map((s) => a.keys.sessionIndex(s.sessionId)), a.keys.userIndex(userId)]
+    expect(await a.redis.exists(...indexes)).toBe(3)
+    await pressure(indexes, entries)
+    // Without revoke, so that no outbox row does the invalidation's work: only the hashes Postgres names can find them.
+    expect((await a.invalidate({ sessionId: mine[0].sessionId })).json()).toEqual({ invalidated: 1, revoked: 0 })
+    expect((await b.invalidate({ userId })).json()).toEqual({ invalidated: 1, revoked: 0 })
+    expect(await a.redis.exists(...entries)).toBe(0)
     for (const app of [a, b]) {
-      for (const session of [first, second]) expect((await ask(app, session.token)).valid).toBe(false)
+      for (const session of mine) expect(await ask(app, session.token)).toMatchObject({ valid: true, source: 'postgres' })
+    }
+  })
+
+  it('with a session\'s entry evicted, a fill read before /invalidate by session and by user, landing after it, is refused', async () => {
+    const userId = await db.insertUser()
+    const mine = [await db.insertSession({ userId }), await db.insertSession({ userId })] as const
+    const entries = mine.map((s) => a.keys.entry(hashToken(s.token)))
+    for (const session of mine) await cacheOnBoth({ db, a, b, session })
+    await pressure(entries, [])
+
+    // The first session asked on a: a miss, read from Postgres before the invalidations; its fill is held until after.
+    hold = { armed: true, read: gate(), release: gate() }
+    const early = ask(a, mine[0].token)
+    await hold.read.wait()
+    expect((await b.invalidate({ sessionId: mine[0].sessionId })).json()).toEqual({ invalidated: 0, revoked: 0 })
+    expect((await b.invalidate({ userId })).json()).toEqual({ invalidated: 0, revoked: 0 })
+    hold.release.open()
+    expect(await early).toMatchObject({ valid: true, source: 'postgres' })
+    await a.settle()
+    expect(await a.redis.exists(entries[0]!), 'the late fill was refused').toBe(0)
+    for (const session of mine) expect(await a.redis.exists(a.keys.tokenTombstone(hashToken(session.token)))).toBe(1)
+    // Without revoke the sessions stay valid in Postgres, and every answer now comes from there, never from a cache.
+    for (let round = 0; round < 3; round++) {
+      for (const app of [a, b]) {
+        for (const session of mine) expect(await ask(app, session.token)).toMatchObject({ valid: true, source: 'postgres' })
+      }
+      await Promise.all([a.settle(), b.settle()])
     }
   })
 })
