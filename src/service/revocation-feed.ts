@@ -2,6 +2,7 @@ import type { RevocationOutbox } from '../domain/ports.js'
 import type { RevocationEvent } from '../domain/revocation.js'
 import type { InvalidationTarget } from '../domain/session.js'
 import type { Log } from './observer.js'
+import { createOutboxPosition } from './outbox-position.js'
 
 /** How an event reached this instance: its NOTIFY, the backstop poll, or a catch-up (start, reconnect). */
 export type FeedPath = 'notify' | 'poll' | 'catchup'
@@ -50,9 +51,9 @@ export interface RevocationFeedDeps {
 /**
  * Applies every outbox row to the cache, exactly as an /invalidate would, on every instance.
  *
- * Position: `floor` is the highest id such that every id at or below it has been applied (or was never committed).
- * Ids are taken at insert but become visible at commit, so they can arrive out of order; an id below the newest seen
- * that is not readable yet is a hole, waited for `holeGraceMs` (its NOTIFY still arrives whenever it commits).
+ * Position (outbox-position.ts): every id at or below the floor has been applied (or was never committed); a hole,
+ * an id below the newest seen that is not readable yet, is waited for `holeGraceMs` (its NOTIFY still arrives whenever
+ * it commits).
  *
  * Trust: while an event the cache refused (Redis unreachable) has not yet been applied, or for a while after a gap
  * (below), Redis may hold an entry that should be gone. The validator then reads Postgres instead (`trusted()`), so
@@ -66,12 +67,8 @@ export interface RevocationFeedDeps {
 export function createRevocationFeed(deps: RevocationFeedDeps) {
   const { outbox, observer, log, options } = deps
   const now = deps.now ?? Date.now
-  let floor: number | undefined
-  let maxSeen = 0
+  const position = createOutboxPosition<{ event: RevocationEvent; path: FeedPath }>(options, now)
   let startedAtMs = 0
-  const done = new Set<number>()
-  const queued = new Map<number, { event: RevocationEvent; path: FeedPath }>()
-  const holes = new Map<number, number>()
   // Set when the cache refused an event, cleared once the queue has drained: Redis is behind what Postgres said.
   let stuck = false
   // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
@@ -87,16 +84,9 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
   let stopped = false
   let lastLagSeconds: number | null = null
 
-  function seen(id: number): boolean {
-    return (floor !== undefined && id <= floor) || done.has(id) || queued.has(id)
-  }
-
   function enqueue(event: RevocationEvent, path: FeedPath): void {
-    if (seen(event.id)) return
-    queued.set(event.id, { event, path })
-    if (event.id > maxSeen) maxSeen = event.id
-    holes.delete(event.id)
-    observer.pending(queued.size)
+    if (!position.enqueue(event.id, { event, path })) return
+    observer.pending(position.pending)
     void pump()
   }
 
@@ -112,7 +102,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
   /** Applies queued events one at a time; stops at the first the cache refuses and retries it later. */
   async function pump(): Promise<void> {
     if (pumping || stopped) return
-    if (queued.size > 0 && !deps.cacheAvailable()) {
+    if (position.pending > 0 && !deps.cacheAvailable()) {
       // Deferred is as good as refused: Redis stays untrusted, or the breaker's half-open trial (a validation) could
       // read an entry this event is waiting to remove.
       stuck = true
@@ -121,7 +111,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     }
     pumping = true
     try {
-      for (const [id, { event, path }] of queued) {
+      for (const [id, { event, path }] of position.queued()) {
         try {
           await deps.apply(event.targets)
         } catch (err) {
@@ -130,14 +120,13 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
           scheduleRetry()
           return
         }
-        queued.delete(id)
-        done.add(id)
+        position.applied(id)
         const lag = event.writtenAtMs >= startedAtMs ? Math.max(0, now() - event.writtenAtMs) / 1000 : null
         if (lag !== null) lastLagSeconds = lag
         observer.applied(path, lag)
-        observer.pending(queued.size)
+        observer.pending(position.pending)
       }
-      if (stuck && queued.size === 0) {
+      if (stuck && position.pending === 0) {
         stuck = false
         log.info({}, 'revocation feed: caught up; trusting Redis again')
       }
@@ -146,62 +135,36 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
       pumping = false
     }
     // Events that arrived while the last one was being applied.
-    if (queued.size > 0 && !retryTimer) void pump()
+    if (position.pending > 0 && !retryTimer) void pump()
   }
 
   /** Moves the floor over every id applied, and over holes older than the grace. */
   function advance(): void {
-    if (floor === undefined) return
-    const at = now()
-    let position: number = floor
-    for (;;) {
-      const next = position + 1
-      if (done.delete(next)) {
-        position = next
-        continue
-      }
-      if (next > maxSeen || queued.has(next)) break
-      const since = holes.get(next)
-      if (since === undefined) {
-        holes.set(next, at)
-        break
-      }
-      if (at - since < options.holeGraceMs) break
-      holes.delete(next)
-      position = next
-    }
-    // Holes above the position are noted now, so their grace runs from when they were first seen.
-    for (let id = position + 1; id <= maxSeen && holes.size < 10_000; id++) {
-      if (!done.has(id) && !queued.has(id) && !holes.has(id)) holes.set(id, at)
-    }
-    floor = position
-    observer.lastApplied(position)
+    const floor = position.advance()
+    if (floor !== undefined) observer.lastApplied(floor)
   }
 
   async function readNewRows(path: FeedPath): Promise<void> {
+    const floor = position.floor
     if (floor === undefined) {
       // Start: replay what is recent enough to concern a live entry (older entries have expired from the cache).
       startedAtMs = now()
-      const [from, position] = await Promise.all([outbox.lastIdBefore(startedAtMs - options.replayWindowMs), outbox.position()])
-      floor = Math.max(from, position.prunedThrough)
-      maxSeen = Math.max(maxSeen, floor)
+      const [from, { prunedThrough }] = await Promise.all([outbox.lastIdBefore(startedAtMs - options.replayWindowMs), outbox.position()])
+      position.start(from, prunedThrough)
     } else {
-      const position = await outbox.position()
-      if (position.prunedThrough > floor) {
+      const { prunedThrough } = await outbox.position()
+      if (prunedThrough > floor) {
         log.warn(
-          { appliedThrough: floor, prunedThrough: position.prunedThrough },
+          { appliedThrough: floor, prunedThrough },
           'revocation feed: outbox rows were pruned before this instance applied them; reading Postgres until every older cache entry has expired',
         )
         observer.gap()
         distrustUntil = now() + options.replayWindowMs
         deps.forgetLocal()
-        floor = position.prunedThrough
-        maxSeen = Math.max(maxSeen, floor)
-        for (const id of done) if (id <= floor) done.delete(id)
-        for (const id of holes.keys()) if (id <= floor) holes.delete(id)
+        position.jumpTo(prunedThrough)
       }
     }
-    let after = floor
+    let after = position.floor!
     for (;;) {
       const rows = await outbox.readAfter(after, options.batchSize)
       for (const event of rows) enqueue(event, path)
@@ -268,7 +231,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     },
     /** A NOTIFY named this row. */
     notified(id: number): void {
-      if (seen(id) || floor === undefined) return
+      if (position.seen(id) || position.floor === undefined) return
       outbox
         .readById(id)
         .then((event) => {
@@ -324,8 +287,8 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     },
     status() {
       return {
-        lastAppliedId: floor ?? null,
-        pendingEvents: queued.size,
+        lastAppliedId: position.floor ?? null,
+        pendingEvents: position.pending,
         replaying: replaying > 0,
         distrustedUntil: distrustUntil > now() ? new Date(distrustUntil).toISOString() : null,
         lagSeconds: lastLagSeconds,
