@@ -2,7 +2,7 @@ import type { RevocationOutbox } from '../domain/ports.js'
 import type { RevocationEvent } from '../domain/revocation.js'
 import type { InvalidationTarget } from '../domain/session.js'
 import type { Log } from './observer.js'
-import { createOutboxPosition } from './outbox-position.js'
+import { createOutboxPosition, type OutboxPosition } from './outbox-position.js'
 
 /** How an event reached this instance: its NOTIFY, the backstop poll, or a catch-up (start, reconnect). */
 export type FeedPath = 'notify' | 'poll' | 'catchup'
@@ -65,23 +65,103 @@ export interface RevocationFeedDeps {
  * predate the gap has expired, and every entry left was filled from a read made after the gap was found.
  */
 export function createRevocationFeed(deps: RevocationFeedDeps) {
-  const { outbox, observer, log, options } = deps
+  const { outbox, log, options } = deps
   const now = deps.now ?? Date.now
-  const position = createOutboxPosition<{ event: RevocationEvent; path: FeedPath }>(options, now)
-  let startedAtMs = 0
-  // Set when the cache refused an event, cleared once the queue has drained: Redis is behind what Postgres said.
-  let stuck = false
-  // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
-  let distrustUntil = 0
+  const position = createOutboxPosition<Queued>(options, now)
   // Replays after a master switch still running: Redis is not trusted until they have landed.
   let replaying = 0
-  let pumping = false
-  let catchingUp: Promise<void> | undefined
-  let catchUpAgain = false
-  let retryTimer: NodeJS.Timeout | undefined
-  let pollTimer: NodeJS.Timeout | undefined
-  let lastPruneAt = 0
   let stopped = false
+  const applier = createApplier(deps, position, now, { startedAtMs: () => reader.startedAtMs(), stopped: () => stopped })
+  const reader = createOutboxReader(deps, position, applier, now, { stopped: () => stopped })
+
+  return {
+    /** Finds the starting position and replays recent rows; then polls. Resolves even when Postgres is down. */
+    async start(): Promise<void> {
+      await reader.start()
+    },
+    /** A NOTIFY named this row. */
+    notified(id: number): void {
+      if (position.seen(id) || position.floor === undefined) return
+      outbox
+        .readById(id)
+        .then((event) => {
+          if (event) applier.enqueue(event, 'notify')
+        })
+        .catch((err: unknown) => log.debug({ err, outboxId: id }, 'revocation feed: reading a notified row failed; the poll will'))
+    },
+    /** LISTEN is (again) in place: read what was committed while it was not. */
+    listening(): void {
+      void reader.catchUp('catchup')
+    },
+    /**
+     * False while Redis is known to be behind: an event the cache refused is still waiting, or a gap was found
+     * recently. (An event being applied normally takes a round trip, far inside the bounds: no need to stop trusting.)
+     */
+    trusted(): boolean {
+      const distrustUntil = reader.distrustUntil()
+      return !applier.stuck() && replaying === 0 && (distrustUntil === 0 || now() >= distrustUntil)
+    },
+    /**
+     * A master switch may have lost writes the old master had acknowledged (replication is asynchronous): forget what
+     * this instance holds, apply again every row of the last cache lifetime into the new master, and only then trust
+     * Redis again. Retried every `retryMs` until it lands (Postgres and the new master both reachable).
+     */
+    async replayRecent(): Promise<void> {
+      replaying++
+      deps.forgetLocal()
+      try {
+        while (!stopped) {
+          try {
+            const applied = await replayWindow(deps, now)
+            log.info({ applied }, 'revocation feed: recent revocations replayed into the new master; trusting Redis again')
+            return
+          } catch (err) {
+            log.warn({ err: { message: (err as Error).message } }, 'revocation feed: replay after a master switch failed; retrying')
+            await new Promise((resolve) => setTimeout(resolve, options.retryMs).unref())
+          }
+        }
+      } finally {
+        replaying--
+      }
+    },
+    status() {
+      return {
+        lastAppliedId: position.floor ?? null,
+        pendingEvents: position.pending,
+        replaying: replaying > 0,
+        distrustedUntil: reader.distrustUntil() > now() ? new Date(reader.distrustUntil()).toISOString() : null,
+        lagSeconds: applier.lastLagSeconds(),
+      }
+    },
+    async stop(): Promise<void> {
+      stopped = true
+      reader.stopPolling()
+      applier.stop()
+      await reader.inFlight()
+    },
+  }
+}
+
+type Applier = ReturnType<typeof createApplier>
+
+type Queued = { event: RevocationEvent; path: FeedPath }
+
+/** What the feed's parts read of each other: when it started (lags are measured from then), and whether it stopped. */
+interface FeedClock {
+  startedAtMs(): number
+  stopped(): boolean
+}
+
+/**
+ * Applies queued events in order through the one invalidation path; stops at the first the cache refuses and retries
+ * it every `retryMs`, Redis untrusted meanwhile (`stuck`).
+ */
+function createApplier(deps: RevocationFeedDeps, position: OutboxPosition<Queued>, now: () => number, feed: FeedClock) {
+  const { observer, log, options } = deps
+  // Set when the cache refused an event, cleared once the queue has drained: Redis is behind what Postgres said.
+  let stuck = false
+  let pumping = false
+  let retryTimer: NodeJS.Timeout | undefined
   let lastLagSeconds: number | null = null
 
   function enqueue(event: RevocationEvent, path: FeedPath): void {
@@ -91,7 +171,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
   }
 
   function scheduleRetry(): void {
-    if (stopped || retryTimer) return
+    if (feed.stopped() || retryTimer) return
     retryTimer = setTimeout(() => {
       retryTimer = undefined
       void pump()
@@ -101,7 +181,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
 
   /** Applies queued events one at a time; stops at the first the cache refuses and retries it later. */
   async function pump(): Promise<void> {
-    if (pumping || stopped) return
+    if (pumping || feed.stopped()) return
     if (position.pending > 0 && !deps.cacheAvailable()) {
       // Deferred is as good as refused: Redis stays untrusted, or the breaker's half-open trial (a validation) could
       // read an entry this event is waiting to remove.
@@ -121,7 +201,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
           return
         }
         position.applied(id)
-        const lag = event.writtenAtMs >= startedAtMs ? Math.max(0, now() - event.writtenAtMs) / 1000 : null
+        const lag = event.writtenAtMs >= feed.startedAtMs() ? Math.max(0, now() - event.writtenAtMs) / 1000 : null
         if (lag !== null) lastLagSeconds = lag
         observer.applied(path, lag)
         observer.pending(position.pending)
@@ -143,6 +223,30 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     const floor = position.advance()
     if (floor !== undefined) observer.lastApplied(floor)
   }
+
+  return {
+    enqueue,
+    advance,
+    /** An event the cache refused is still waiting: Redis is behind what Postgres said. */
+    stuck: () => stuck,
+    lastLagSeconds: () => lastLagSeconds,
+    stop: () => clearTimeout(retryTimer),
+  }
+}
+
+/**
+ * Reads the outbox into the applier: at start (after the replay window), on each poll, and on a catch-up (LISTEN back
+ * in place). Finds gaps (rows pruned before they were applied) and prunes old rows.
+ */
+function createOutboxReader(deps: RevocationFeedDeps, position: OutboxPosition<Queued>, applier: Applier, now: () => number, feed: Pick<FeedClock, 'stopped'>) {
+  const { outbox, observer, log, options } = deps
+  let startedAtMs = 0
+  // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
+  let distrustUntil = 0
+  let catchingUp: Promise<void> | undefined
+  let catchUpAgain = false
+  let pollTimer: NodeJS.Timeout | undefined
+  let lastPruneAt = 0
 
   async function readNewRows(path: FeedPath): Promise<void> {
     const floor = position.floor
@@ -167,11 +271,11 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     let after = position.floor!
     for (;;) {
       const rows = await outbox.readAfter(after, options.batchSize)
-      for (const event of rows) enqueue(event, path)
+      for (const event of rows) applier.enqueue(event, path)
       if (rows.length < options.batchSize) break
       after = rows[rows.length - 1]!.id
     }
-    advance()
+    applier.advance()
   }
 
   /** One catch-up at a time; a request during one runs another right after (it may have been asked for a reason). */
@@ -185,7 +289,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
         do {
           catchUpAgain = false
           await readNewRows(path)
-        } while (catchUpAgain && !stopped)
+        } while (catchUpAgain && !feed.stopped())
       } catch (err) {
         log.warn({ err }, 'revocation feed: reading the outbox failed; the next poll retries')
       } finally {
@@ -195,27 +299,13 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     return catchingUp
   }
 
-  async function prune(): Promise<void> {
-    try {
-      let pruned = 0
-      for (let i = 0; i < 10; i++) {
-        const n = await outbox.prune(now() - options.retentionMs, options.pruneBatch)
-        pruned += n
-        if (n < options.pruneBatch) break
-      }
-      if (pruned > 0) log.info({ pruned }, 'revocation outbox pruned')
-    } catch (err) {
-      log.warn({ err }, 'revocation outbox prune failed; the next round retries')
-    }
-  }
-
   function schedulePoll(): void {
-    if (stopped) return
+    if (feed.stopped()) return
     pollTimer = setTimeout(async () => {
       await catchUp('poll')
       if (now() - lastPruneAt >= options.pruneIntervalMs) {
         lastPruneAt = now()
-        await prune()
+        await pruneOutbox(deps, now)
       }
       schedulePoll()
     }, options.pollIntervalMs)
@@ -223,84 +313,53 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
   }
 
   return {
-    /** Finds the starting position and replays recent rows; then polls. Resolves even when Postgres is down. */
+    catchUp,
+    startedAtMs: () => startedAtMs,
+    distrustUntil: () => distrustUntil,
+    /** The first catch-up, then a poll every `pollIntervalMs` (and a prune every `pruneIntervalMs`). */
     async start(): Promise<void> {
       lastPruneAt = now()
       await catchUp('catchup')
       schedulePoll()
     },
-    /** A NOTIFY named this row. */
-    notified(id: number): void {
-      if (position.seen(id) || position.floor === undefined) return
-      outbox
-        .readById(id)
-        .then((event) => {
-          if (event) enqueue(event, 'notify')
-        })
-        .catch((err: unknown) => log.debug({ err, outboxId: id }, 'revocation feed: reading a notified row failed; the poll will'))
-    },
-    /** LISTEN is (again) in place: read what was committed while it was not. */
-    listening(): void {
-      void catchUp('catchup')
-    },
-    /**
-     * False while Redis is known to be behind: an event the cache refused is still waiting, or a gap was found
-     * recently. (An event being applied normally takes a round trip, far inside the bounds: no need to stop trusting.)
-     */
-    trusted(): boolean {
-      return !stuck && replaying === 0 && (distrustUntil === 0 || now() >= distrustUntil)
-    },
-    /**
-     * A master switch may have lost writes the old master had acknowledged (replication is asynchronous): forget what
-     * this instance holds, apply again every row of the last cache lifetime into the new master, and only then trust
-     * Redis again. Retried every `retryMs` until it lands (Postgres and the new master both reachable).
-     */
-    async replayRecent(): Promise<void> {
-      replaying++
-      deps.forgetLocal()
-      try {
-        while (!stopped) {
-          try {
-            let after = await outbox.lastIdBefore(now() - options.replayWindowMs)
-            let applied = 0
-            for (;;) {
-              const rows = await outbox.readAfter(after, options.batchSize)
-              for (const event of rows) {
-                await deps.apply(event.targets)
-                // Counted as a catch-up (what the RedisFailover runbook looks for); no lag: these rows are not new.
-                observer.applied('catchup', null)
-              }
-              applied += rows.length
-              if (rows.length < options.batchSize) break
-              after = rows[rows.length - 1]!.id
-            }
-            log.info({ applied }, 'revocation feed: recent revocations replayed into the new master; trusting Redis again')
-            return
-          } catch (err) {
-            log.warn({ err: { message: (err as Error).message } }, 'revocation feed: replay after a master switch failed; retrying')
-            await new Promise((resolve) => setTimeout(resolve, options.retryMs).unref())
-          }
-        }
-      } finally {
-        replaying--
-      }
-    },
-    status() {
-      return {
-        lastAppliedId: position.floor ?? null,
-        pendingEvents: position.pending,
-        replaying: replaying > 0,
-        distrustedUntil: distrustUntil > now() ? new Date(distrustUntil).toISOString() : null,
-        lagSeconds: lastLagSeconds,
-      }
-    },
-    async stop(): Promise<void> {
-      stopped = true
-      clearTimeout(pollTimer)
-      clearTimeout(retryTimer)
-      await catchingUp
-    },
+    stopPolling: () => clearTimeout(pollTimer),
+    /** The catch-up in flight, if any. */
+    inFlight: () => catchingUp,
   }
+}
+
+async function pruneOutbox(deps: RevocationFeedDeps, now: () => number): Promise<void> {
+  const { outbox, log, options } = deps
+  try {
+    let pruned = 0
+    for (let i = 0; i < 10; i++) {
+      const n = await outbox.prune(now() - options.retentionMs, options.pruneBatch)
+      pruned += n
+      if (n < options.pruneBatch) break
+    }
+    if (pruned > 0) log.info({ pruned }, 'revocation outbox pruned')
+  } catch (err) {
+    log.warn({ err }, 'revocation outbox prune failed; the next round retries')
+  }
+}
+
+/** Applies again every row of the last replay window; returns how many. */
+async function replayWindow(deps: RevocationFeedDeps, now: () => number): Promise<number> {
+  const { outbox, observer, options } = deps
+  let after = await outbox.lastIdBefore(now() - options.replayWindowMs)
+  let applied = 0
+  for (;;) {
+    const rows = await outbox.readAfter(after, options.batchSize)
+    for (const event of rows) {
+      await deps.apply(event.targets)
+      // Counted as a catch-up (what the RedisFailover runbook looks for); no lag: these rows are not new.
+      observer.applied('catchup', null)
+    }
+    applied += rows.length
+    if (rows.length < options.batchSize) break
+    after = rows[rows.length - 1]!.id
+  }
+  return applied
 }
 
 export type RevocationFeed = ReturnType<typeof createRevocationFeed>
