@@ -19,7 +19,7 @@ export interface PoolStatsSource {
 export interface MetricsOptions {
   /** Hot keys and miss spikes (off when absent, or topK is 0). */
   keyWatch?: KeyWatchOptions
-  /** Export the Redis INFO figures (the poller in app.ts feeds them through redisInfo()). */
+  /** Export the Redis INFO figures (the poller in wiring/telemetry.ts feeds them through redisInfo()). */
   redisInfo?: boolean
   /** For hot-key and miss-spike lines. */
   log?: Log
@@ -113,7 +113,7 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       if (missed > 0) slowlogEntries.labels('unknown').inc(missed)
     },
     /**
-     * Closes the hot-key window (a timer in app.ts calls it, and tests): updates the window gauges and returns what
+     * Closes the hot-key window (a poller in wiring/telemetry.ts calls it, and tests): updates the window gauges and returns what
      * it saw, for the log line.
      */
     closeWindow() {
