@@ -20,7 +20,7 @@ const closeReserveMs = (timeoutMs: number) => Math.max(100, Math.floor(timeoutMs
 
 /**
  * The HTTP side of a graceful shutdown, in three phases:
- * - serving: nothing to do (the only cost on the hot path is one boolean read in app.ts's onRequest hook);
+ * - serving: nothing to do (the only cost on the hot path is one boolean read in wiring/http.ts's onRequest hook);
  * - draining (begin(), on SIGTERM): /health/ready answers 503 so load balancers stop routing here, while every request
  *   is still served, with `Connection: close` so keep-alive callers take their next request elsewhere;
  * - closing (Fastify's preClose): the listener stops accepting and idle keep-alive sockets are closed; requests in

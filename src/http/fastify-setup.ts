@@ -24,7 +24,7 @@ export function createFastify(config: Config, logger: Logger) {
   return Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     childLoggerFactory: lazyChildLoggerFactory,
-    // No per-request lines at info: they cost throughput on the hot path; debug turns them on (app.ts).
+    // No per-request lines at info: they cost throughput on the hot path; debug turns them on (wiring/http.ts).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     requestIdHeader: false,
     genReqId: requestId,

@@ -2,6 +2,7 @@ import type { RevocationOutbox } from '../domain/ports.js'
 import type { RevocationEvent } from '../domain/revocation.js'
 import type { InvalidationTarget } from '../domain/session.js'
 import type { Log } from './observer.js'
+import { createOutboxPosition, type OutboxPosition } from './outbox-position.js'
 
 /** How an event reached this instance: its NOTIFY, the backstop poll, or a catch-up (start, reconnect). */
 export type FeedPath = 'notify' | 'poll' | 'catchup'
@@ -50,9 +51,9 @@ export interface RevocationFeedDeps {
 /**
  * Applies every outbox row to the cache, exactly as an /invalidate would, on every instance.
  *
- * Position: `floor` is the highest id such that every id at or below it has been applied (or was never committed).
- * Ids are taken at insert but become visible at commit, so they can arrive out of order; an id below the newest seen
- * that is not readable yet is a hole, waited for `holeGraceMs` (its NOTIFY still arrives whenever it commits).
+ * Position (outbox-position.ts): every id at or below the floor has been applied (or was never committed); a hole,
+ * an id below the newest seen that is not readable yet, is waited for `holeGraceMs` (its NOTIFY still arrives whenever
+ * it commits).
  *
  * Trust: while an event the cache refused (Redis unreachable) has not yet been applied, or for a while after a gap
  * (below), Redis may hold an entry that should be gone. The validator then reads Postgres instead (`trusted()`), so
@@ -64,228 +65,41 @@ export interface RevocationFeedDeps {
  * predate the gap has expired, and every entry left was filled from a read made after the gap was found.
  */
 export function createRevocationFeed(deps: RevocationFeedDeps) {
-  const { outbox, observer, log, options } = deps
+  const { outbox, log, options } = deps
   const now = deps.now ?? Date.now
-  let floor: number | undefined
-  let maxSeen = 0
-  let startedAtMs = 0
-  const done = new Set<number>()
-  const queued = new Map<number, { event: RevocationEvent; path: FeedPath }>()
-  const holes = new Map<number, number>()
-  // Set when the cache refused an event, cleared once the queue has drained: Redis is behind what Postgres said.
-  let stuck = false
-  // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
-  let distrustUntil = 0
+  const position = createOutboxPosition<Queued>(options, now)
   // Replays after a master switch still running: Redis is not trusted until they have landed.
   let replaying = 0
-  let pumping = false
-  let catchingUp: Promise<void> | undefined
-  let catchUpAgain = false
-  let retryTimer: NodeJS.Timeout | undefined
-  let pollTimer: NodeJS.Timeout | undefined
-  let lastPruneAt = 0
   let stopped = false
-  let lastLagSeconds: number | null = null
-
-  function seen(id: number): boolean {
-    return (floor !== undefined && id <= floor) || done.has(id) || queued.has(id)
-  }
-
-  function enqueue(event: RevocationEvent, path: FeedPath): void {
-    if (seen(event.id)) return
-    queued.set(event.id, { event, path })
-    if (event.id > maxSeen) maxSeen = event.id
-    holes.delete(event.id)
-    observer.pending(queued.size)
-    void pump()
-  }
-
-  function scheduleRetry(): void {
-    if (stopped || retryTimer) return
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined
-      void pump()
-    }, options.retryMs)
-    retryTimer.unref()
-  }
-
-  /** Applies queued events one at a time; stops at the first the cache refuses and retries it later. */
-  async function pump(): Promise<void> {
-    if (pumping || stopped) return
-    if (queued.size > 0 && !deps.cacheAvailable()) {
-      // Deferred is as good as refused: Redis stays untrusted, or the breaker's half-open trial (a validation) could
-      // read an entry this event is waiting to remove.
-      stuck = true
-      scheduleRetry()
-      return
-    }
-    pumping = true
-    try {
-      for (const [id, { event, path }] of queued) {
-        try {
-          await deps.apply(event.targets)
-        } catch (err) {
-          if (!stuck) log.warn({ err: { message: (err as Error).message }, outboxId: id }, 'revocation feed: cache unreachable; reading Postgres until the event lands')
-          stuck = true
-          scheduleRetry()
-          return
-        }
-        queued.delete(id)
-        done.add(id)
-        const lag = event.writtenAtMs >= startedAtMs ? Math.max(0, now() - event.writtenAtMs) / 1000 : null
-        if (lag !== null) lastLagSeconds = lag
-        observer.applied(path, lag)
-        observer.pending(queued.size)
-      }
-      if (stuck && queued.size === 0) {
-        stuck = false
-        log.info({}, 'revocation feed: caught up; trusting Redis again')
-      }
-      advance()
-    } finally {
-      pumping = false
-    }
-    // Events that arrived while the last one was being applied.
-    if (queued.size > 0 && !retryTimer) void pump()
-  }
-
-  /** Moves the floor over every id applied, and over holes older than the grace. */
-  function advance(): void {
-    if (floor === undefined) return
-    const at = now()
-    let position: number = floor
-    for (;;) {
-      const next = position + 1
-      if (done.delete(next)) {
-        position = next
-        continue
-      }
-      if (next > maxSeen || queued.has(next)) break
-      const since = holes.get(next)
-      if (since === undefined) {
-        holes.set(next, at)
-        break
-      }
-      if (at - since < options.holeGraceMs) break
-      holes.delete(next)
-      position = next
-    }
-    // Holes above the position are noted now, so their grace runs from when they were first seen.
-    for (let id = position + 1; id <= maxSeen && holes.size < 10_000; id++) {
-      if (!done.has(id) && !queued.has(id) && !holes.has(id)) holes.set(id, at)
-    }
-    floor = position
-    observer.lastApplied(position)
-  }
-
-  async function readNewRows(path: FeedPath): Promise<void> {
-    if (floor === undefined) {
-      // Start: replay what is recent enough to concern a live entry (older entries have expired from the cache).
-      startedAtMs = now()
-      const [from, position] = await Promise.all([outbox.lastIdBefore(startedAtMs - options.replayWindowMs), outbox.position()])
-      floor = Math.max(from, position.prunedThrough)
-      maxSeen = Math.max(maxSeen, floor)
-    } else {
-      const position = await outbox.position()
-      if (position.prunedThrough > floor) {
-        log.warn(
-          { appliedThrough: floor, prunedThrough: position.prunedThrough },
-          'revocation feed: outbox rows were pruned before this instance applied them; reading Postgres until every older cache entry has expired',
-        )
-        observer.gap()
-        distrustUntil = now() + options.replayWindowMs
-        deps.forgetLocal()
-        floor = position.prunedThrough
-        maxSeen = Math.max(maxSeen, floor)
-        for (const id of done) if (id <= floor) done.delete(id)
-        for (const id of holes.keys()) if (id <= floor) holes.delete(id)
-      }
-    }
-    let after = floor
-    for (;;) {
-      const rows = await outbox.readAfter(after, options.batchSize)
-      for (const event of rows) enqueue(event, path)
-      if (rows.length < options.batchSize) break
-      after = rows[rows.length - 1]!.id
-    }
-    advance()
-  }
-
-  /** One catch-up at a time; a request during one runs another right after (it may have been asked for a reason). */
-  function catchUp(path: FeedPath): Promise<void> {
-    if (catchingUp) {
-      catchUpAgain = true
-      return catchingUp
-    }
-    catchingUp = (async () => {
-      try {
-        do {
-          catchUpAgain = false
-          await readNewRows(path)
-        } while (catchUpAgain && !stopped)
-      } catch (err) {
-        log.warn({ err }, 'revocation feed: reading the outbox failed; the next poll retries')
-      } finally {
-        catchingUp = undefined
-      }
-    })()
-    return catchingUp
-  }
-
-  async function prune(): Promise<void> {
-    try {
-      let pruned = 0
-      for (let i = 0; i < 10; i++) {
-        const n = await outbox.prune(now() - options.retentionMs, options.pruneBatch)
-        pruned += n
-        if (n < options.pruneBatch) break
-      }
-      if (pruned > 0) log.info({ pruned }, 'revocation outbox pruned')
-    } catch (err) {
-      log.warn({ err }, 'revocation outbox prune failed; the next round retries')
-    }
-  }
-
-  function schedulePoll(): void {
-    if (stopped) return
-    pollTimer = setTimeout(async () => {
-      await catchUp('poll')
-      if (now() - lastPruneAt >= options.pruneIntervalMs) {
-        lastPruneAt = now()
-        await prune()
-      }
-      schedulePoll()
-    }, options.pollIntervalMs)
-    pollTimer.unref()
-  }
+  const applier = createApplier(deps, position, now, { startedAtMs: () => reader.startedAtMs(), stopped: () => stopped })
+  const reader = createOutboxReader(deps, position, applier, now, { stopped: () => stopped })
 
   return {
     /** Finds the starting position and replays recent rows; then polls. Resolves even when Postgres is down. */
     async start(): Promise<void> {
-      lastPruneAt = now()
-      await catchUp('catchup')
-      schedulePoll()
+      await reader.start()
     },
     /** A NOTIFY named this row. */
     notified(id: number): void {
-      if (seen(id) || floor === undefined) return
+      if (position.seen(id) || position.floor === undefined) return
       outbox
         .readById(id)
         .then((event) => {
-          if (event) enqueue(event, 'notify')
+          if (event) applier.enqueue(event, 'notify')
         })
         .catch((err: unknown) => log.debug({ err, outboxId: id }, 'revocation feed: reading a notified row failed; the poll will'))
     },
     /** LISTEN is (again) in place: read what was committed while it was not. */
     listening(): void {
-      void catchUp('catchup')
+      void reader.catchUp('catchup')
     },
     /**
      * False while Redis is known to be behind: an event the cache refused is still waiting, or a gap was found
      * recently. (An event being applied normally takes a round trip, far inside the bounds: no need to stop trusting.)
      */
     trusted(): boolean {
-      return !stuck && replaying === 0 && (distrustUntil === 0 || now() >= distrustUntil)
+      const distrustUntil = reader.distrustUntil()
+      return !applier.stuck() && replaying === 0 && (distrustUntil === 0 || now() >= distrustUntil)
     },
     /**
      * A master switch may have lost writes the old master had acknowledged (replication is asynchronous): forget what
@@ -298,19 +112,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
       try {
         while (!stopped) {
           try {
-            let after = await outbox.lastIdBefore(now() - options.replayWindowMs)
-            let applied = 0
-            for (;;) {
-              const rows = await outbox.readAfter(after, options.batchSize)
-              for (const event of rows) {
-                await deps.apply(event.targets)
-                // Counted as a catch-up (what the RedisFailover runbook looks for); no lag: these rows are not new.
-                observer.applied('catchup', null)
-              }
-              applied += rows.length
-              if (rows.length < options.batchSize) break
-              after = rows[rows.length - 1]!.id
-            }
+            const applied = await replayWindow(deps, now)
             log.info({ applied }, 'revocation feed: recent revocations replayed into the new master; trusting Redis again')
             return
           } catch (err) {
@@ -324,20 +126,240 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
     },
     status() {
       return {
-        lastAppliedId: floor ?? null,
-        pendingEvents: queued.size,
+        lastAppliedId: position.floor ?? null,
+        pendingEvents: position.pending,
         replaying: replaying > 0,
-        distrustedUntil: distrustUntil > now() ? new Date(distrustUntil).toISOString() : null,
-        lagSeconds: lastLagSeconds,
+        distrustedUntil: reader.distrustUntil() > now() ? new Date(reader.distrustUntil()).toISOString() : null,
+        lagSeconds: applier.lastLagSeconds(),
       }
     },
     async stop(): Promise<void> {
       stopped = true
-      clearTimeout(pollTimer)
-      clearTimeout(retryTimer)
-      await catchingUp
+      reader.stopPolling()
+      applier.stop()
+      await reader.inFlight()
     },
   }
+}
+
+type Applier = ReturnType<typeof createApplier>
+
+type Queued = { event: RevocationEvent; path: FeedPath }
+
+/** What the feed's parts read of each other: when it started (lags are measured from then), and whether it stopped. */
+interface FeedClock {
+  startedAtMs(): number
+  stopped(): boolean
+}
+
+/**
+ * Applies queued events in order through the one invalidation path; stops at the first the cache refuses and retries
+ * it every `retryMs`, Redis untrusted meanwhile (`stuck`).
+ */
+function createApplier(deps: RevocationFeedDeps, position: OutboxPosition<Queued>, now: () => number, feed: FeedClock) {
+  const { observer, log, options } = deps
+  // Set when the cache refused an event, cleared once the queue has drained: Redis is behind what Postgres said.
+  let stuck = false
+  let pumping = false
+  let retryTimer: NodeJS.Timeout | undefined
+  let lastLagSeconds: number | null = null
+
+  function enqueue(event: RevocationEvent, path: FeedPath): void {
+    if (!position.enqueue(event.id, { event, path })) return
+    observer.pending(position.pending)
+    void pump()
+  }
+
+  function scheduleRetry(): void {
+    if (feed.stopped() || retryTimer) return
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined
+      void pump()
+    }, options.retryMs)
+    retryTimer.unref()
+  }
+
+  /** Applies queued events one at a time; stops at the first the cache refuses and retries it later. */
+  async function pump(): Promise<void> {
+    if (pumping || feed.stopped()) return
+    if (position.pending > 0 && !deps.cacheAvailable()) {
+      // Deferred is as good as refused: Redis stays untrusted, or the breaker's half-open trial (a validation) could
+      // read an entry this event is waiting to remove.
+      stuck = true
+      scheduleRetry()
+      return
+    }
+    pumping = true
+    try {
+      for (const [id, { event, path }] of position.queued()) {
+        try {
+          await deps.apply(event.targets)
+        } catch (err) {
+          if (!stuck) log.warn({ err: { message: (err as Error).message }, outboxId: id }, 'revocation feed: cache unreachable; reading Postgres until the event lands')
+          stuck = true
+          scheduleRetry()
+          return
+        }
+        position.applied(id)
+        const lag = event.writtenAtMs >= feed.startedAtMs() ? Math.max(0, now() - event.writtenAtMs) / 1000 : null
+        if (lag !== null) lastLagSeconds = lag
+        observer.applied(path, lag)
+        observer.pending(position.pending)
+      }
+      if (stuck && position.pending === 0) {
+        stuck = false
+        log.info({}, 'revocation feed: caught up; trusting Redis again')
+      }
+      advance()
+    } finally {
+      pumping = false
+    }
+    // Events that arrived while the last one was being applied.
+    if (position.pending > 0 && !retryTimer) void pump()
+  }
+
+  /** Moves the floor over every id applied, and over holes older than the grace. */
+  function advance(): void {
+    const floor = position.advance()
+    if (floor !== undefined) observer.lastApplied(floor)
+  }
+
+  return {
+    enqueue,
+    advance,
+    /** An event the cache refused is still waiting: Redis is behind what Postgres said. */
+    stuck: () => stuck,
+    lastLagSeconds: () => lastLagSeconds,
+    stop: () => clearTimeout(retryTimer),
+  }
+}
+
+/**
+ * Reads the outbox into the applier: at start (after the replay window), on each poll, and on a catch-up (LISTEN back
+ * in place). Finds gaps (rows pruned before they were applied) and prunes old rows.
+ */
+function createOutboxReader(deps: RevocationFeedDeps, position: OutboxPosition<Queued>, applier: Applier, now: () => number, feed: Pick<FeedClock, 'stopped'>) {
+  const { outbox, observer, log, options } = deps
+  let startedAtMs = 0
+  // While now() is below this, a gap was found and Redis is not trusted (0: no gap).
+  let distrustUntil = 0
+  let catchingUp: Promise<void> | undefined
+  let catchUpAgain = false
+  let pollTimer: NodeJS.Timeout | undefined
+  let lastPruneAt = 0
+
+  async function readNewRows(path: FeedPath): Promise<void> {
+    const floor = position.floor
+    if (floor === undefined) {
+      // Start: replay what is recent enough to concern a live entry (older entries have expired from the cache).
+      startedAtMs = now()
+      const [from, { prunedThrough }] = await Promise.all([outbox.lastIdBefore(startedAtMs - options.replayWindowMs), outbox.position()])
+      position.start(from, prunedThrough)
+    } else {
+      const { prunedThrough } = await outbox.position()
+      if (prunedThrough > floor) {
+        log.warn(
+          { appliedThrough: floor, prunedThrough },
+          'revocation feed: outbox rows were pruned before this instance applied them; reading Postgres until every older cache entry has expired',
+        )
+        observer.gap()
+        distrustUntil = now() + options.replayWindowMs
+        deps.forgetLocal()
+        position.jumpTo(prunedThrough)
+      }
+    }
+    let after = position.floor!
+    for (;;) {
+      const rows = await outbox.readAfter(after, options.batchSize)
+      for (const event of rows) applier.enqueue(event, path)
+      if (rows.length < options.batchSize) break
+      after = rows[rows.length - 1]!.id
+    }
+    applier.advance()
+  }
+
+  /** One catch-up at a time; a request during one runs another right after (it may have been asked for a reason). */
+  function catchUp(path: FeedPath): Promise<void> {
+    if (catchingUp) {
+      catchUpAgain = true
+      return catchingUp
+    }
+    catchingUp = (async () => {
+      try {
+        do {
+          catchUpAgain = false
+          await readNewRows(path)
+        } while (catchUpAgain && !feed.stopped())
+      } catch (err) {
+        log.warn({ err }, 'revocation feed: reading the outbox failed; the next poll retries')
+      } finally {
+        catchingUp = undefined
+      }
+    })()
+    return catchingUp
+  }
+
+  function schedulePoll(): void {
+    if (feed.stopped()) return
+    pollTimer = setTimeout(async () => {
+      await catchUp('poll')
+      if (now() - lastPruneAt >= options.pruneIntervalMs) {
+        lastPruneAt = now()
+        await pruneOutbox(deps, now)
+      }
+      schedulePoll()
+    }, options.pollIntervalMs)
+    pollTimer.unref()
+  }
+
+  return {
+    catchUp,
+    startedAtMs: () => startedAtMs,
+    distrustUntil: () => distrustUntil,
+    /** The first catch-up, then a poll every `pollIntervalMs` (and a prune every `pruneIntervalMs`). */
+    async start(): Promise<void> {
+      lastPruneAt = now()
+      await catchUp('catchup')
+      schedulePoll()
+    },
+    stopPolling: () => clearTimeout(pollTimer),
+    /** The catch-up in flight, if any. */
+    inFlight: () => catchingUp,
+  }
+}
+
+async function pruneOutbox(deps: RevocationFeedDeps, now: () => number): Promise<void> {
+  const { outbox, log, options } = deps
+  try {
+    let pruned = 0
+    for (let i = 0; i < 10; i++) {
+      const n = await outbox.prune(now() - options.retentionMs, options.pruneBatch)
+      pruned += n
+      if (n < options.pruneBatch) break
+    }
+    if (pruned > 0) log.info({ pruned }, 'revocation outbox pruned')
+  } catch (err) {
+    log.warn({ err }, 'revocation outbox prune failed; the next round retries')
+  }
+}
+
+/** Applies again every row of the last replay window; returns how many. */
+async function replayWindow(deps: RevocationFeedDeps, now: () => number): Promise<number> {
+  const { outbox, observer, options } = deps
+  let after = await outbox.lastIdBefore(now() - options.replayWindowMs)
+  let applied = 0
+  for (;;) {
+    const rows = await outbox.readAfter(after, options.batchSize)
+    for (const event of rows) {
+      await deps.apply(event.targets)
+      // Counted as a catch-up (what the RedisFailover runbook looks for); no lag: these rows are not new.
+      observer.applied('catchup', null)
+    }
+    applied += rows.length
+    if (rows.length < options.batchSize) break
+    after = rows[rows.length - 1]!.id
+  }
+  return applied
 }
 
 export type RevocationFeed = ReturnType<typeof createRevocationFeed>

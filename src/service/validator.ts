@@ -65,46 +65,12 @@ const REFRESH_BATCH_WINDOW_MS = 5
  * store failure propagates (the route turns it into a 503), never into valid:false.
  */
 export function createValidator(deps: ValidatorDeps) {
-  const { cache, local, store, writes, observer, options } = deps
+  const { cache, local, observer, options } = deps
   const now = deps.now ?? Date.now
   const storeRefused = deps.storeRefused ?? (() => false)
   const sessionUsed = deps.sessionUsed
-  const flights = new Map<string, { answer: Promise<SessionAnswer>; epoch: number }>()
-  // Bumped by every invalidation this instance learns of: a read that began before one must not be shared with a
-  // request that began after it (that request could be answered from before the revocation it follows).
-  let epoch = 0
-  const lastSlide = new Map<string, number>()
-  const negativeMinMisses = options.negativeMinMisses ?? 1
-  // Not-valid tokens that missed here recently, with how often: a negative fill costs a Redis write that only pays
-  // off if the token is asked again, so the first miss(es) of a token only count.
-  const notValidMisses =
-    negativeMinMisses > 1 && options.negativeTtlMs > 0
-      ? new LRUCache<string, number>({ max: NOT_VALID_MEMORY, ttl: options.negativeTtlMs, ttlAutopurge: false })
-      : undefined
 
-  /** Whether a not-valid answer read from Postgres is worth a negative fill now. */
-  function negativeFillDue(tokenHash: string): boolean {
-    if (!notValidMisses) return true
-    const misses = (notValidMisses.get(tokenHash) ?? 0) + 1
-    if (misses >= negativeMinMisses) {
-      notValidMisses.delete(tokenHash)
-      return true
-    }
-    // The count's life starts at its first miss, as a negative entry's would.
-    notValidMisses.set(tokenHash, misses, { noUpdateTTL: misses > 1 })
-    return false
-  }
-
-  /**
-   * What is left of an answer's life at `at`: at most `lifeMs`, never past its session's expiry, and never past the
-   * cache TTL (or the negative TTL) counted from the Postgres read it came from, so that every copy (Redis, L1,
-   * extended or not) is re-read from Postgres at least that often.
-   */
-  function ttlFor(answer: SessionAnswer, at: number, readAtMs: number, lifeMs = Infinity): number {
-    const ceiling = readAtMs + (answer.valid ? options.ttlMs : options.negativeTtlMs) - at
-    const life = Math.min(lifeMs, ceiling)
-    return answer.valid ? Math.min(life, answer.entry.expiresAtMs - at) : life
-  }
+  const ttlFor = answerLife(options)
 
   /** `generation` was read before the answer was looked up, so an invalidation seen since keeps it out of L1. */
   function keepLocally(tokenHash: string, answer: SessionAnswer, generation: number): void {
@@ -127,65 +93,9 @@ export function createValidator(deps: ValidatorDeps) {
         })
       : undefined
 
-  function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): Promise<void> {
-    if (!deps.cacheAvailable()) {
-      observer.cacheWrite('fill', 'skipped')
-      return Promise.resolve()
-    }
-    const deadline = readStartedAt + options.fillDeadlineMs
-    return writes.run('fill', async () => {
-      const at = now()
-      if (at >= deadline) throw new GiveUp('skipped')
-      const ttlMs = ttlFor(answer, at, readStartedAt, options.slidingTtl ? options.slidingIdleMs : Infinity)
-      if (ttlMs <= 0) throw new GiveUp('skipped')
-      if (!deps.cacheAvailable()) throw new GiveUp('skipped')
-      const outcome = await cache.fill(tokenHash, answer, ttlMs)
-      if (!answer.valid && outcome === 'written') observer.negativeCached()
-      return outcome
-    })
-  }
-
-  function maybeSlide(tokenHash: string, answer: SessionAnswer & { valid: true }, at: number): void {
-    const last = lastSlide.get(tokenHash)
-    if (last !== undefined && at - last < options.slidingMinIntervalMs) return
-    if (lastSlide.size >= SLIDE_MEMORY_LIMIT) lastSlide.clear()
-    lastSlide.set(tokenHash, at)
-    writes.run('extend', async () => {
-      const ttlMs = ttlFor(answer, now(), answer.entry.readAtMs, options.slidingIdleMs)
-      if (ttlMs <= 0 || !deps.cacheAvailable()) throw new GiveUp('skipped')
-      await cache.extend(tokenHash, answer, ttlMs)
-      return 'written'
-    })
-  }
-
-  /**
-   * Concurrent misses for one token share one Postgres query. The read stays shareable until its cache fill has landed,
-   * so a second wave of misses arriving between the answer and the fill does not query again.
-   */
-  function readStore(tokenHash: string): Promise<SessionAnswer> {
-    const existing = flights.get(tokenHash)
-    if (existing && existing.epoch === epoch) {
-      observer.singleFlightJoined()
-      return existing.answer
-    }
-    let filled: Promise<void> = Promise.resolve()
-    const flight = (async () => {
-      const startedAt = now()
-      const generation = local?.generation() ?? 0
-      const record = await store.findByTokenHash(tokenHash)
-      const answer = judge(record, now(), startedAt)
-      if (answer.valid || negativeFillDue(tokenHash)) filled = scheduleFill(tokenHash, answer, startedAt)
-      keepLocally(tokenHash, answer, generation)
-      return answer
-    })()
-    const entry = { answer: flight, epoch }
-    flights.set(tokenHash, entry)
-    const forget = () => {
-      if (flights.get(tokenHash) === entry) flights.delete(tokenHash)
-    }
-    flight.then(() => filled.then(forget), forget)
-    return flight
-  }
+  const { negativeFillDue, scheduleFill, maybeSlide } = createFills(deps, now, ttlFor)
+  const reads = createStoreReads(deps, now, local, { negativeFillDue, scheduleFill, keepLocally })
+  const { readStore } = reads
 
   /**
    * The L1 tier alone, synchronously: undefined when it has no answer. The route tries it before validate() so that an
@@ -245,7 +155,7 @@ export function createValidator(deps: ValidatorDeps) {
     validateLocally,
     /** Called on every invalidation, before it is acknowledged: later requests no longer join earlier reads. */
     noteInvalidation() {
-      epoch++
+      reads.noteInvalidation()
     },
     /** Stops L1 refresh-ahead (nothing queued is sent): called on close, before the Redis connections close. */
     stop() {
@@ -253,9 +163,138 @@ export function createValidator(deps: ValidatorDeps) {
     },
     /** How many invalidations this instance has heard of (its own, others' by pub/sub, the outbox's). */
     get epoch() {
-      return epoch
+      return reads.epoch
     },
   }
 }
 
 export type Validator = ReturnType<typeof createValidator>
+
+/**
+ * What is left of an answer's life at `at`: at most `lifeMs`, never past its session's expiry, and never past the
+ * cache TTL (or the negative TTL) counted from the Postgres read it came from, so that every copy (Redis, L1,
+ * extended or not) is re-read from Postgres at least that often.
+ */
+function answerLife(options: ValidatorOptions) {
+  return function ttlFor(answer: SessionAnswer, at: number, readAtMs: number, lifeMs = Infinity): number {
+    const ceiling = readAtMs + (answer.valid ? options.ttlMs : options.negativeTtlMs) - at
+    const life = Math.min(lifeMs, ceiling)
+    return answer.valid ? Math.min(life, answer.entry.expiresAtMs - at) : life
+  }
+}
+
+/**
+ * The cache writes a validation leads to, in the background: a fill after each Postgres read (a not-valid answer only
+ * once its token has missed negativeMinMisses times) and, with sliding TTL, a throttled extension of an entry in use.
+ */
+function createFills(deps: ValidatorDeps, now: () => number, ttlFor: ReturnType<typeof answerLife>) {
+  const { cache, writes, observer, options } = deps
+  const lastSlide = new Map<string, number>()
+  const negativeMinMisses = options.negativeMinMisses ?? 1
+  // Not-valid tokens that missed here recently, with how often: a negative fill costs a Redis write that only pays
+  // off if the token is asked again, so the first miss(es) of a token only count.
+  const notValidMisses =
+    negativeMinMisses > 1 && options.negativeTtlMs > 0
+      ? new LRUCache<string, number>({ max: NOT_VALID_MEMORY, ttl: options.negativeTtlMs, ttlAutopurge: false })
+      : undefined
+
+  /** Whether a not-valid answer read from Postgres is worth a negative fill now. */
+  function negativeFillDue(tokenHash: string): boolean {
+    if (!notValidMisses) return true
+    const misses = (notValidMisses.get(tokenHash) ?? 0) + 1
+    if (misses >= negativeMinMisses) {
+      notValidMisses.delete(tokenHash)
+      return true
+    }
+    // The count's life starts at its first miss, as a negative entry's would.
+    notValidMisses.set(tokenHash, misses, { noUpdateTTL: misses > 1 })
+    return false
+  }
+
+  function scheduleFill(tokenHash: string, answer: SessionAnswer, readStartedAt: number): Promise<void> {
+    if (!deps.cacheAvailable()) {
+      observer.cacheWrite('fill', 'skipped')
+      return Promise.resolve()
+    }
+    const deadline = readStartedAt + options.fillDeadlineMs
+    return writes.run('fill', async () => {
+      const at = now()
+      if (at >= deadline) throw new GiveUp('skipped')
+      const ttlMs = ttlFor(answer, at, readStartedAt, options.slidingTtl ? options.slidingIdleMs : Infinity)
+      if (ttlMs <= 0) throw new GiveUp('skipped')
+      if (!deps.cacheAvailable()) throw new GiveUp('skipped')
+      const outcome = await cache.fill(tokenHash, answer, ttlMs)
+      if (!answer.valid && outcome === 'written') observer.negativeCached()
+      return outcome
+    })
+  }
+
+  function maybeSlide(tokenHash: string, answer: SessionAnswer & { valid: true }, at: number): void {
+    const last = lastSlide.get(tokenHash)
+    if (last !== undefined && at - last < options.slidingMinIntervalMs) return
+    if (lastSlide.size >= SLIDE_MEMORY_LIMIT) lastSlide.clear()
+    lastSlide.set(tokenHash, at)
+    writes.run('extend', async () => {
+      const ttlMs = ttlFor(answer, now(), answer.entry.readAtMs, options.slidingIdleMs)
+      if (ttlMs <= 0 || !deps.cacheAvailable()) throw new GiveUp('skipped')
+      await cache.extend(tokenHash, answer, ttlMs)
+      return 'written'
+    })
+  }
+
+  return { negativeFillDue, scheduleFill, maybeSlide }
+}
+
+/** The Postgres side of a validation: one read per token at a time, until an invalidation this instance hears of. */
+function createStoreReads(
+  deps: ValidatorDeps,
+  now: () => number,
+  local: LocalCache | undefined,
+  then: Pick<ReturnType<typeof createFills>, 'negativeFillDue' | 'scheduleFill'> & { keepLocally: (tokenHash: string, answer: SessionAnswer, generation: number) => void },
+) {
+  const { store, observer } = deps
+  const { negativeFillDue, scheduleFill, keepLocally } = then
+  const flights = new Map<string, { answer: Promise<SessionAnswer>; epoch: number }>()
+  // Bumped by every invalidation this instance learns of: a read that began before one must not be shared with a
+  // request that began after it (that request could be answered from before the revocation it follows).
+  let epoch = 0
+
+  /**
+   * Concurrent misses for one token share one Postgres query. The read stays shareable until its cache fill has landed,
+   * so a second wave of misses arriving between the answer and the fill does not query again.
+   */
+  function readStore(tokenHash: string): Promise<SessionAnswer> {
+    const existing = flights.get(tokenHash)
+    if (existing && existing.epoch === epoch) {
+      observer.singleFlightJoined()
+      return existing.answer
+    }
+    let filled: Promise<void> = Promise.resolve()
+    const flight = (async () => {
+      const startedAt = now()
+      const generation = local?.generation() ?? 0
+      const record = await store.findByTokenHash(tokenHash)
+      const answer = judge(record, now(), startedAt)
+      if (answer.valid || negativeFillDue(tokenHash)) filled = scheduleFill(tokenHash, answer, startedAt)
+      keepLocally(tokenHash, answer, generation)
+      return answer
+    })()
+    const entry = { answer: flight, epoch }
+    flights.set(tokenHash, entry)
+    const forget = () => {
+      if (flights.get(tokenHash) === entry) flights.delete(tokenHash)
+    }
+    flight.then(() => filled.then(forget), forget)
+    return flight
+  }
+
+  return {
+    readStore,
+    noteInvalidation() {
+      epoch++
+    },
+    get epoch() {
+      return epoch
+    },
+  }
+}
