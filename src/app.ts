@@ -116,6 +116,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     apply: (targets) => invalidator.applyRevocation(targets),
     forgetLocal: () => invalidator.forgetLocal(),
     cacheAvailable: () => !breaker.opened,
+    waitForCache: redis.whenUsable,
     now: overrides.now,
   })
 

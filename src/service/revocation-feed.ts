@@ -3,6 +3,9 @@ import type { RevocationEvent } from '../domain/revocation.js'
 import type { InvalidationTarget } from '../domain/session.js'
 import type { Log } from './observer.js'
 
+/** After the breaker refused the replay: a short pause (it may be half-open, with its one trial call elsewhere). */
+const REFUSED_RETRY_MS = 25
+
 /** How an event reached this instance: its NOTIFY, the backstop poll, or a catch-up (start, reconnect). */
 export type FeedPath = 'notify' | 'poll' | 'catchup'
 
@@ -41,6 +44,11 @@ export interface RevocationFeedDeps {
   forgetLocal(): void
   /** False while the cache is known to be unusable (breaker open): the feed waits rather than fail at it. */
   cacheAvailable(): boolean
+  /**
+   * Resolves once the cache is usable again (the breaker closed), or after `waitMs`: the replay after a master switch
+   * runs the moment a recovery probe closes the breaker, not on the next retry tick. Without it, the replay polls.
+   */
+  waitForCache?(waitMs: number): Promise<void>
   observer: RevocationFeedObserver
   log: Log
   options: RevocationFeedOptions
@@ -297,6 +305,7 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
       deps.forgetLocal()
       try {
         while (!stopped) {
+          if (deps.waitForCache) await deps.waitForCache(options.retryMs)
           try {
             let after = await outbox.lastIdBefore(now() - options.replayWindowMs)
             let applied = 0
@@ -315,7 +324,10 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
             return
           } catch (err) {
             log.warn({ err: { message: (err as Error).message } }, 'revocation feed: replay after a master switch failed; retrying')
-            await new Promise((resolve) => setTimeout(resolve, options.retryMs).unref())
+            // Refused by the open breaker: the wait at the top of the loop ends when it closes. Anything else (Postgres,
+            // a Redis error) is retried on the tick.
+            const refused = (err as { code?: string }).code === 'EOPENBREAKER' && deps.waitForCache !== undefined
+            await new Promise((resolve) => setTimeout(resolve, refused ? REFUSED_RETRY_MS : options.retryMs).unref())
           }
         }
       } finally {
