@@ -26,6 +26,8 @@ import { boundStore } from './store/bounded-store.js'
 import { createPgPool, createPgSessionStore } from './store/pg-session-store.js'
 import { wireRedis } from './wiring/redis.js'
 import { wireRevocation } from './wiring/revocation.js'
+import { wireWarming } from './wiring/warming.js'
+import type { WarmSource } from './domain/warm-source.js'
 import { loggerOptions, redactUrl } from './telemetry/logger.js'
 import { createMetrics } from './telemetry/metrics.js'
 import { startPoller, type Poller } from './telemetry/poller.js'
@@ -38,6 +40,7 @@ export interface AppOverrides {
   logStream?: DestinationStream
   wrapStore?: (store: SessionStore) => SessionStore
   wrapCache?: (cache: SessionCache) => SessionCache
+  wrapWarmSource?: (source: WarmSource) => WarmSource
   now?: () => number
 }
 
@@ -149,6 +152,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       localRefreshAheadMs: config.cache.localRefreshAheadMs,
     },
   })
+  const warming = wireWarming(app, { config, log, metrics, pgPool, redis, validator, cacheTrusted: revocation.feed.trusted, wrapSource: overrides.wrapWarmSource })
   startInvalidationFeed(subscriber, keys.invalidationChannel, local, log, validator.noteInvalidation)
   const invalidator = createInvalidator({
     cache,
@@ -341,7 +345,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       drain.begin()
     },
-    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, validator, telemetry: { closeWindow: closeTelemetryWindow } },
+    internals: { redisPool, breaker, pgPool, metrics, writes, keys, store, cache, local, config, revocation, validator, warming, telemetry: { closeWindow: closeTelemetryWindow } },
   })
 }
 

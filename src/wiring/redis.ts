@@ -99,8 +99,15 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
       if (client instanceof Redis && (client.status === 'reconnecting' || client.status === 'end')) client.connect().catch(() => undefined)
     }
   }
+  // Told of every signal whatever the breaker's state, and of every close: cache warming checks for a cold cache then.
+  const backListeners = new Set<(why: RecoverySignal | 'breaker-closed') => void>()
+  breaker.on('close', () => {
+    for (const listener of backListeners) listener('breaker-closed')
+  })
   signal = (kind) => {
-    if (closing || !breaker.opened) return
+    if (closing) return
+    for (const listener of backListeners) listener(kind)
+    if (!breaker.opened) return
     hurry()
     recovery.signal(kind)
   }
@@ -162,6 +169,10 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
     ack,
     /** Resolves once the breaker is not open, or after waitMs (the replay after a switch waits on it). */
     whenUsable: (waitMs: number) => recovery.whenUsable(waitMs),
+    /** Called on every sign that Redis is (back) there: a switch, a connection ready, the breaker closing. */
+    onBack(listener: (why: RecoverySignal | 'breaker-closed') => void) {
+      backListeners.add(listener)
+    },
     /** For /health/redis: the topology and what each master reported at the last poll. */
     topology: () => ({ kind: topology.kind, masters }),
   }
