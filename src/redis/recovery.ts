@@ -1,7 +1,7 @@
 import type { Log } from '../service/observer.js'
 
 /** What told this instance that Redis may be back. */
-export type RecoverySignal = 'switch' | 'reconnect' | 'subscriber'
+export type RecoverySignal = 'switch' | 'reconnect' | 'subscriber' | 'retry'
 
 /** The parts of the breaker (opossum) that recovery drives. */
 export interface RecoverableBreaker {
@@ -44,8 +44,9 @@ export interface RecoveryDeps {
  *
  * Flapping is damped: after a failed probe, or a breaker that re-opened within `stableMs` of a probe closing it, the
  * next probe waits a backoff (baseBackoffMs doubling, at most the reset timeout, when opossum's own half-open trial
- * is as fast). A signal during the backoff is not lost: its probe runs when the backoff ends. One probe at a time; a
- * signal during one runs one more after it.
+ * is as fast). A signal during the backoff is not lost: its probe runs when the backoff ends. Once a signal has come,
+ * the probes go on by themselves ('retry') until one closes the breaker: a flap leaves every connection up, so no
+ * new signal would come. One probe at a time; a signal during one runs one more after it.
  */
 export function createRecovery(deps: RecoveryDeps) {
   const { breaker, observer, log, options } = deps
@@ -67,6 +68,8 @@ export function createRecovery(deps: RecoveryDeps) {
       flaps++
       notBefore = now() + backoffMs()
       log.warn({ flaps, backoffMs: backoffMs() }, 'redis breaker re-opened soon after a recovery probe closed it: the next probe backs off')
+      // Redis answered a moment ago: no new signal may come (every connection is up), so the next probe is due anyway.
+      signal_('retry')
     } else {
       flaps = 0
     }
@@ -106,8 +109,9 @@ export function createRecovery(deps: RecoveryDeps) {
       failures++
       notBefore = now() + backoffMs()
     }
-    const next = again
+    const next = again ?? (ok ? undefined : 'retry')
     again = undefined
+    // A failed probe is tried again after its backoff, whatever signals come (at most the reset timeout apart).
     if (next !== undefined) signal_(next)
   }
 

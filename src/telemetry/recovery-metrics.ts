@@ -9,7 +9,7 @@ export function createRecoveryMetrics(registry: Registry) {
     labelNames: ['signal', 'outcome'] as const,
     registers: [registry],
   })
-  for (const signal of ['switch', 'reconnect', 'subscriber'] as const) for (const outcome of ['ok', 'failed'] as const) probes.labels(signal, outcome).inc(0)
+  for (const signal of ['switch', 'reconnect', 'subscriber', 'retry'] as const) for (const outcome of ['ok', 'failed'] as const) probes.labels(signal, outcome).inc(0)
   return {
     probed: (signal: RecoverySignal, ok: boolean) => probes.labels(signal, ok ? 'ok' : 'failed').inc(),
   }

@@ -106,13 +106,18 @@ describe('cache warming', () => {
       },
     })
     const app = await start(db, {}, { db, overrides: { wrapWarmSource: wrap } })
-    await read.wait()
-    expect((await app.invalidate({ sessionId: viaApi.sessionId, revoke: true })).statusCode).toBe(200)
-    const appliedBefore = app.app.internals.revocation.status().lastAppliedId ?? 0
-    await db.query('UPDATE $schema.user_sessions SET revoked_at = now() WHERE id = $1', [viaSql.sessionId])
-    // The outbox row of the SQL revocation has reached this instance's cache (its tombstones are written).
-    await eventually(() => (app.app.internals.revocation.status().lastAppliedId ?? 0) > appliedBefore + 1, 10_000, 'the SQL revocation applied')
-    release.open()
+    try {
+      await read.wait()
+      expect((await app.invalidate({ sessionId: viaApi.sessionId, revoke: true })).statusCode).toBe(200)
+      await db.query('UPDATE $schema.user_sessions SET revoked_at = now() WHERE id = $1', [viaSql.sessionId])
+      // The outbox row of the SQL revocation has reached this instance's cache (its tombstones are written).
+      const { rows } = await db.query('SELECT max(id)::int AS id FROM $schema.session_cache_outbox')
+      const sqlRow = Number(rows[0].id)
+      await eventually(() => (app.app.internals.revocation.status().lastAppliedId ?? 0) >= sqlRow, 10_000, 'the SQL revocation applied')
+    } finally {
+      // Never left held: closing the app waits for the warming run.
+      release.open()
+    }
     await eventually(async () => (await runsDone(app)) === 1, 10_000, 'the warming run done')
 
     const text = await metrics(app)
