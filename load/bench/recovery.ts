@@ -19,6 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
@@ -236,6 +237,8 @@ interface DisturbanceResult {
   phases: Phase[]
   backAfterMs: number | null
   note: string
+  /** The machine's 1-minute load average when the part ended (2 cores: above 2 means waiting for a CPU). */
+  load: number
 }
 
 /** Splits a run at the disturbance and at the first second whose answers are mostly from Redis again. */
@@ -274,6 +277,7 @@ async function restartScenario(schema: string, tokens: string[], env: Record<str
       phases: phasesOf(rows, KILL_AT),
       backAfterMs: backAt === null ? null : backAt - restartedAt,
       note: 'measured from the restart call (the process is spawned, then accepts)',
+      load: loadavg()[0]!,
     }
   } finally {
     await stopService(service)
@@ -334,6 +338,7 @@ async function sentinelScenario(schema: string, tokens: string[], env: Record<st
       phases: phasesOf(rows, KILL_AT),
       backAfterMs: backAt === null ? null : backAt - switchedAt,
       note: "measured from the sentinel's +switch-master",
+      load: loadavg()[0]!,
     }
   } finally {
     watcher.disconnect()
@@ -348,6 +353,7 @@ interface WarmingResult {
   overall: number
   lookups: number
   warmSeconds: number | null
+  load: number
 }
 
 const WARM_SECONDS = 30
@@ -372,6 +378,7 @@ async function warmingScenario(tokens: string[], env: Record<string, string>, wa
       overall: rows.reduce((n, s) => n + s.fromRedis, 0) / Math.max(1, rows.reduce((n, s) => n + s.ok, 0)),
       lookups: rows.reduce((n, s) => n + s.lookups, 0),
       warmSeconds,
+      load: loadavg()[0]!,
     }
   } finally {
     await stopService(service)
@@ -391,6 +398,8 @@ function render(disturbances: DisturbanceResult[], warming: WarmingResult[], cor
     `keep-alive connections, uniformly over the ${ACTIVE} most recently active of ${SESSIONS} sessions; the service is one process with`,
     'its default settings (DATABASE_MAX_CONCURRENT_LOOKUPS defaults to DATABASE_POOL_MAX: at most that many Postgres',
     'lookups at once; BREAKER_RESET_TIMEOUT_MS 15 s). Read the figures as orders of magnitude, not as this service\'s capacity.',
+    'Each disturbance run starts on an empty cache 1.5 s before the load: "before" still includes the tail of its start-up',
+    'warming. Redis is killed at 8 s; "disturbed" runs from then to the first second with 90 % of answers from Redis.',
     '',
     '| disturbance | phase | seconds | sent req/s | 503 | Postgres lookups/s | answers from Redis |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
@@ -402,7 +411,9 @@ function render(disturbances: DisturbanceResult[], warming: WarmingResult[], cor
   }
   lines.push('')
   for (const d of disturbances) {
-    lines.push(`- ${d.name}: back on Redis (first answer from Redis) ${d.backAfterMs === null ? 'not within 20 s' : `${d.backAfterMs.toFixed(0)} ms`} after the event (${d.note}).`)
+    lines.push(
+      `- ${d.name}: back on Redis (first answer from Redis) ${d.backAfterMs === null ? 'not within 20 s' : `${d.backAfterMs.toFixed(0)} ms`} after the event (${d.note}); load average ${d.load?.toFixed(1) ?? '?'}.`,
+    )
   }
   lines.push(
     '',
@@ -416,7 +427,7 @@ function render(disturbances: DisturbanceResult[], warming: WarmingResult[], cor
       `| ${w.warm ? `on (CACHE_WARM_SESSIONS=${ACTIVE})` : 'off (0)'} | ${w.buckets.map((b) => pct(b * 100)).join(' | ')} | ${pct(w.overall * 100)} | ${w.lookups} | ${w.warmSeconds === null ? '-' : `${w.warmSeconds.toFixed(1)} s`} |`,
     )
   }
-  lines.push('', SECTION.end)
+  lines.push('', `Load average at the end of each warming run: ${warming.map((w) => w.load?.toFixed(1) ?? '?').join(', ')}.`, '', SECTION.end)
   return lines.join('\n')
 }
 
