@@ -49,6 +49,10 @@ export interface CacheWarmerDeps {
   now?: () => number
 }
 
+/** A check that found the cache unusable looks again this often, this many times (a replay after a switch, say). */
+const UNUSABLE_RECHECK_MS = 1000
+const UNUSABLE_RECHECKS = 120
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref())
 
 /**
@@ -66,6 +70,22 @@ export function createCacheWarmer(deps: CacheWarmerDeps) {
   const now = deps.now ?? Date.now
   let running: Promise<void> | undefined
   let stopped = false
+  let recheck: NodeJS.Timeout | undefined
+  let rechecksLeft = 0
+
+  /**
+   * A signal that Redis is back often comes while the cache is not usable yet (the breaker about to close, the replay
+   * after a master switch still running): look again shortly, rather than at the next periodic check.
+   */
+  function recheckLater(reason: string): void {
+    if (recheck || rechecksLeft <= 0 || stopped) return
+    rechecksLeft--
+    recheck = setTimeout(() => {
+      recheck = undefined
+      void check(reason, false)
+    }, UNUSABLE_RECHECK_MS)
+    recheck.unref()
+  }
 
   /** One slot every 1000/rate ms, shared by the workers: the run's fill rate never exceeds ratePerSecond. */
   function pacer() {
@@ -99,7 +119,8 @@ export function createCacheWarmer(deps: CacheWarmerDeps) {
   }
 
   async function warm(reason: string): Promise<void> {
-    if (!deps.usable() || !(await state.isCold())) return
+    if (!deps.usable()) return recheckLater(reason)
+    if (!(await state.isCold())) return
     if (!(await state.lock(owner, options.lockTtlMs))) {
       log.debug({ reason }, 'cache is cold; another instance holds the warming lock')
       return
@@ -142,20 +163,24 @@ export function createCacheWarmer(deps: CacheWarmerDeps) {
     }
   }
 
+  function check(reason: string, fresh = true): Promise<void> {
+    if (options.sessions === 0 || stopped) return Promise.resolve()
+    if (fresh) rechecksLeft = UNUSABLE_RECHECKS
+    running ??= warm(reason)
+      .catch((err: unknown) => log.debug({ err: { message: (err as Error).message }, reason }, 'cache warming check failed'))
+      .finally(() => {
+        running = undefined
+      })
+    return running
+  }
+
   return {
     /** Warms if the cache is cold and no other instance is at it. Never rejects; a check during a run joins it. */
-    check(reason: string): Promise<void> {
-      if (options.sessions === 0 || stopped) return Promise.resolve()
-      running ??= warm(reason)
-        .catch((err: unknown) => log.debug({ err: { message: (err as Error).message }, reason }, 'cache warming check failed'))
-        .finally(() => {
-          running = undefined
-        })
-      return running
-    },
+    check: (reason: string) => check(reason),
     /** Stops a run between fills (its lock is released) and refuses new ones. */
     async stop(): Promise<void> {
       stopped = true
+      clearTimeout(recheck)
       await running
     },
   }

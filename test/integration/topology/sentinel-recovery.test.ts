@@ -90,10 +90,12 @@ describe('Redis Sentinel, default settings: back on Redis when the new master is
     const announced = await switchAnnounced()
     const openAtSwitch: boolean[] = []
     void announced.at.then(() => openAtSwitch.push(a.app.internals.breaker.opened, b.app.internals.breaker.opened))
-    const traffic = startTraffic({ urls, sessions, clients: 16, maxMs: 60_000, boundMs: 5000 })
-    await new Promise((r) => setTimeout(r, 300))
+    // The warm-up's successes leave the breakers' rolling window first: the kill's failures then open both at once
+    // (with the window full of successes, an instance can reach the switch without its breaker having opened).
+    await new Promise((r) => setTimeout(r, a.config.breaker.rollingCountTimeoutMs))
     const old = await topology.master()
     await topology.kill(old.port)
+    const traffic = startTraffic({ urls, sessions, clients: 16, maxMs: 60_000, boundMs: 5000 })
     try {
       // The disturbance: both breakers open (connections refused) before the sentinels have agreed on a new master.
       await eventually(() => a.app.internals.breaker.opened && b.app.internals.breaker.opened, 20_000, 'both breakers open')
@@ -157,7 +159,13 @@ describe('Redis Sentinel, default settings: back on Redis when the new master is
       const entry = a.keys.entry(hashToken(victim.token))
       expect(keys).toContain(entry)
 
-      expect((await a.invalidate({ sessionId: victim.sessionId, revoke: true })).statusCode).toBe(200)
+      // The caller retries /invalidate on 503 until a 200, as the Studio's client does.
+      let status = 0
+      for (let i = 0; i < 50 && status !== 200; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 200))
+        status = (await a.invalidate({ sessionId: victim.sessionId, revoke: true })).statusCode
+      }
+      expect(status).toBe(200)
       // The revocation reached the replica (entry gone there too) ...
       await eventually(async () => (await replica.exists(entry)) === 0, 10_000, 'the revocation replicated')
       // ... and is taken back, as if replication had lost it: the replica gets its pre-revocation keys again.
@@ -203,6 +211,58 @@ describe('Redis Sentinel, default settings: back on Redis when the new master is
     } finally {
       master.disconnect()
       replica.disconnect()
+    }
+  }, 120_000)
+
+  it('a failover to a replica without the data is found cold and warmed again (CACHE_WARM_SESSIONS on)', async () => {
+    await topology.waitForReplicasInSync(30_000)
+    const sessions = []
+    for (let i = 0; i < 5; i++) sessions.push(await db.insertSession())
+    const c = await startTestApp({
+      db,
+      env: {
+        REDIS_SENTINELS: topology.sentinelsEnv,
+        REDIS_SENTINEL_MASTER_NAME: topology.masterName,
+        REDIS_KEY_PREFIX: `ssc-warm-${randomBytes(4).toString('hex')}:`,
+        CACHE_WARM_SESSIONS: '1000',
+      },
+      inspect: { url: `redis://127.0.0.1:${(await topology.master()).port}` },
+    })
+    const runsDone = async () => Number(/^cache_warm_runs_total\{outcome="done"\} (\d+)/m.exec((await c.app.inject({ method: 'GET', url: '/metrics' })).body)?.[1])
+    const master = direct((await topology.master()).port)
+    const replica = direct(await replicaPort())
+    await Promise.all([master.connect(), replica.connect()])
+    try {
+      await eventually(async () => (await runsDone()) === 1, 15_000, 'the first warming run done')
+      const marker = `${c.prefix}warm:marker`
+      const entry = c.keys.entry(hashToken(sessions[0]!.token))
+      await eventually(async () => (await replica.exists(marker)) === 1 && (await replica.exists(entry)) === 1, 10_000, 'warmed data replicated')
+      // The replica loses this deployment's keys (as one that resynced from nothing would): the new master is cold.
+      await replica.config('SET', 'replica-read-only', 'no')
+      await replica.del(...(await replica.keys(`${c.prefix}*`)))
+      await replica.config('SET', 'replica-read-only', 'yes')
+      expect(await replica.exists(marker)).toBe(0)
+      const old = await topology.master()
+      const promoted = await replicaPort()
+      await topology.kill(old.port)
+      try {
+        const next = await topology.waitForNewMaster(old.port, 20_000)
+        expect(next.port).toBe(promoted)
+        await eventually(async () => (await runsDone()) === 2, 20_000, 'warmed again on the new master')
+        // A new connection: the sentinels kill the promoted replica's client connections.
+        const promotedNode = direct(next.port)
+        await promotedNode.connect()
+        expect(await promotedNode.exists(marker)).toBe(1)
+        for (const s of sessions) expect(await promotedNode.exists(c.keys.entry(hashToken(s.token)))).toBe(1)
+        promotedNode.disconnect()
+        expect((await c.validate(sessions[0]!.token)).json()).toMatchObject({ valid: true, source: 'redis' })
+      } finally {
+        await topology.restart(old.port)
+      }
+    } finally {
+      master.disconnect()
+      replica.disconnect()
+      await c.close()
     }
   }, 120_000)
 })
