@@ -3,6 +3,7 @@ import pino, { type DestinationStream } from 'pino'
 import { keyScheme } from './cache/keys.js'
 import type { Config } from './config.js'
 import type { SessionCache, SessionStore } from './domain/ports.js'
+import type { WarmSource } from './domain/warm-source.js'
 import { healthReport } from './health/report.js'
 import { createDrain, within } from './http/drain.js'
 import { createFastify } from './http/fastify-setup.js'
@@ -12,6 +13,7 @@ import { wirePostgres } from './wiring/postgres.js'
 import { wireRedis } from './wiring/redis.js'
 import { wireRevocation } from './wiring/revocation.js'
 import { wireService } from './wiring/service.js'
+import { wireWarming } from './wiring/warming.js'
 import { warnAtStartup } from './wiring/startup-warnings.js'
 import { openMetrics, wireTelemetry } from './wiring/telemetry.js'
 import { loggerOptions } from './telemetry/logger.js'
@@ -22,6 +24,7 @@ export interface AppOverrides {
   logStream?: DestinationStream
   wrapStore?: (store: SessionStore) => SessionStore
   wrapCache?: (cache: SessionCache) => SessionCache
+  wrapWarmSource?: (source: WarmSource) => WarmSource
   now?: () => number
 }
 
@@ -65,6 +68,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     apply: (targets) => invalidator.applyRevocation(targets),
     forgetLocal: () => invalidator.forgetLocal(),
     cacheAvailable: () => !breaker.opened,
+    waitForCache: redis.whenUsable,
     now: overrides.now,
   })
 
@@ -76,6 +80,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     now: overrides.now,
   })
   const { writes, validator, invalidator } = service
+  // A cold cache (empty Redis, a failover to a replica without the data) is filled with the recently active sessions.
+  const warming = wireWarming(app, { config, log, metrics, pgPool, redis, validator, cacheTrusted: revocation.feed.trusted, wrapSource: overrides.wrapWarmSource })
   const telemetry = wireTelemetry({ config, log, metrics, redisPool })
 
   const report = () =>
@@ -87,11 +93,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
       timeoutMs: config.http.healthTimeoutMs,
       cacheCounts: metrics.cacheCounts,
       cacheTtlSeconds: config.cache.ttlSeconds,
-      hotKeys: {
-        capacity: config.telemetry.hotKeysCapacity,
-        windowMs: config.telemetry.windowSeconds * 1000,
-        last: metrics.lastHotKeyWindow,
-      },
+      hotKeys: { capacity: config.telemetry.hotKeysCapacity, windowMs: config.telemetry.windowSeconds * 1000, last: metrics.lastHotKeyWindow },
       draining: () => drain.active,
       local,
       revocation: revocation.status,
@@ -137,7 +139,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}) {
     markDraining() {
       drain.begin()
     },
-    internals: { redisPool, breaker, pgPool, postgres, metrics, writes, keys, store, cache, local, config, revocation, validator, telemetry: { closeWindow: telemetry.closeWindow } },
+    internals: { redisPool, breaker, pgPool, postgres, metrics, writes, keys, store, cache, local, config, revocation, validator, warming, telemetry: { closeWindow: telemetry.closeWindow } },
   })
 }
 

@@ -215,6 +215,24 @@ export const EnvSchema = Type.Object({
       'this instance (1: at the first miss). A token asked once (a typo, a flood of random tokens) then costs no ' +
       'Redis write; one asked again and again is cached at its second miss.',
   ),
+  CACHE_WARM_SESSIONS: Int(
+    1000,
+    0,
+    1_000_000,
+    'When an instance finds the cache cold (no warm marker in Redis: first start, a restart that lost the data, a ' +
+      'failover to a replica without it), it loads this many of the most recently active live sessions from Postgres ' +
+      '(one instance at a time); 0 turns warming off.',
+  ),
+  CACHE_WARM_BATCH_SIZE: Int(100, 1, 10_000, 'Sessions read from Postgres per query while warming.'),
+  CACHE_WARM_RATE_PER_SECOND: Int(500, 1, 100_000, 'Most cache fills per second while warming (on top of live traffic).'),
+  CACHE_WARM_CONCURRENCY: Int(4, 1, 100, 'Most warming fills in flight at once.'),
+  CACHE_WARM_LOCK_TTL_MS: Int(
+    30_000,
+    1000,
+    600_000,
+    'Life of the warming lock in Redis, renewed before every batch: if its holder dies, another instance takes over ' +
+      'this long later at most (instances check for a cold cache this often, too).',
+  ),
   CACHE_TOMBSTONE_TTL_SECONDS: Int(30, 5, 3600, 'Life of an invalidation tombstone that blocks racing cache fills.'),
   CACHE_WRITE_RETRIES: Int(3, 0, 10, 'Attempts after the first for a background cache write.'),
   CACHE_WRITE_RETRY_BASE_MS: Int(20, 1, 10_000, 'Base of the exponential backoff (full jitter) between write attempts.'),
@@ -514,6 +532,13 @@ function toConfig(env: Env) {
       /** True when no CACHE_ENCRYPTION_KEYS were given and a random per-process key is used (never in production). */
       encryptionKeyEphemeral: secure.encryptionKeyEphemeral,
       decryptMemoEntries: env.CACHE_DECRYPT_MEMO_ENTRIES,
+      warm: {
+        sessions: env.CACHE_WARM_SESSIONS,
+        batchSize: env.CACHE_WARM_BATCH_SIZE,
+        ratePerSecond: env.CACHE_WARM_RATE_PER_SECOND,
+        concurrency: env.CACHE_WARM_CONCURRENCY,
+        lockTtlMs: env.CACHE_WARM_LOCK_TTL_MS,
+      },
     },
     http: {
       tokenMaxLength: env.TOKEN_MAX_LENGTH,

@@ -108,7 +108,10 @@ export function renderSection(r: SoakReport): string {
   ].filter((line, i, all) => !(line === '' && all[i - 1] === '')).join('\n')
 }
 
-/** Replaces the file's "## Soak" section (up to the next "## " heading or the end), or appends one. */
+/**
+ * Replaces the file's "## Soak" section (up to the next "## " heading, the next generated section's "<!-- " marker, or
+ * the end), or appends one.
+ */
 export function writeSection(file: string, section: string): void {
   const text = readFileSync(file, 'utf8')
   const start = text.search(/^## Soak$/m)
@@ -116,7 +119,7 @@ export function writeSection(file: string, section: string): void {
     writeFileSync(file, `${text.trimEnd()}\n\n${section}`)
     return
   }
-  const rest = text.slice(start + 1).search(/^## /m)
+  const rest = text.slice(start + 1).search(/^(## |<!-- )/m)
   const end = rest < 0 ? text.length : start + 1 + rest
   writeFileSync(file, `${text.slice(0, start)}${section}${end < text.length ? `\n${text.slice(end)}` : ''}`)
 }

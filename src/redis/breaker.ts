@@ -27,6 +27,18 @@ export function breakerState(breaker: CircuitBreaker): BreakerState {
 }
 
 /**
+ * A breaker that closes starts from an empty rolling window. Opossum keeps the outage's failures in it, so the first
+ * failure after a close (one slow command on a Redis that has just restarted and is refilling) would find a failure
+ * rate near 100 % and open it again at once: after a recovery it must take BREAKER_VOLUME_THRESHOLD calls again.
+ * Opossum has no reset for its stats; `status.window` hands out its buckets themselves, whose counts are zeroed here.
+ */
+function forgetWindow(breaker: CircuitBreaker): void {
+  for (const bucket of breaker.status.window as unknown as Array<Record<string, unknown>>) {
+    for (const key of Object.keys(bucket)) if (typeof bucket[key] === 'number') bucket[key] = 0
+  }
+}
+
+/**
  * An opossum breaker around "run this cache operation". The action takes the operation as its argument, so one
  * breaker guards every command without a closure per call. Rolling percentiles are off: they sort latencies on the
  * hot path, and our own histograms already measure them.
@@ -58,6 +70,7 @@ export function createBreaker<A extends unknown[], T>(
     onEvent('halfOpen', 'half-open')
   })
   breaker.on('close', () => {
+    forgetWindow(breaker)
     log.info({ breaker: 'redis', state: 'closed' }, 'circuit breaker closed: Redis is back')
     onEvent('close', 'closed')
   })

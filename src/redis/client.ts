@@ -63,9 +63,14 @@ export function connectionOptions(options: RedisClientOptions): { url: string; e
   return { url, extra }
 }
 
-/** Reconnect delay: exponential from 50 ms, capped at 2 s, with full jitter, so a down Redis is never hammered. */
+/**
+ * Reconnect delay: exponential from 50 ms, capped at 1 s, with jitter (half to all of the ceiling), so a down Redis is
+ * never hammered. The cap is also how late a connection can notice that a restarted node accepts again: at 1 s the
+ * breaker's recovery (recovery.ts) can be back on Redis within 2 s of the restart; a refused connect costs next to
+ * nothing, on either side.
+ */
 export function reconnectDelay(attempt: number): number {
-  const ceiling = Math.min(2000, 50 * 2 ** Math.min(attempt, 10))
+  const ceiling = Math.min(1000, 50 * 2 ** Math.min(attempt, 10))
   return Math.floor(ceiling / 2 + (Math.random() * ceiling) / 2)
 }
 
@@ -165,6 +170,7 @@ function countRedirections(cluster: Cluster, onRedirect: (kind: 'moved' | 'ask')
  */
 export function createRedisClient(options: RedisClientOptions, log: Log, extra: RedisOptions = {}): RedisClient {
   const client = connect(options, extra)
+  if (client instanceof Redis) reviveOnEnd(client)
   let healthy = true
   client.on('error', (err: Error) => {
     // ioredis emits one error per failed reconnect; log the first of a run, not each.
@@ -176,6 +182,27 @@ export function createRedisClient(options: RedisClientOptions, log: Log, extra: 
     healthy = true
   })
   return client
+}
+
+/** Clients closeRedisClient is closing: their 'end' is wanted. */
+const closing = new WeakSet<RedisClient>()
+
+/**
+ * ioredis gives up on a connection for good (status 'end', no retry) when its connector fails, as a Sentinel
+ * connector does when the master the sentinels name refuses the connection during a failover. A pooled connection
+ * that ended would stay dead in the pool (nothing validates on borrow) and fail every command sent on it, so any
+ * 'end' this service did not ask for is followed by a new connect, with the same backoff as a reconnect.
+ */
+function reviveOnEnd(client: Redis): void {
+  let attempt = 0
+  client.on('ready', () => (attempt = 0))
+  client.on('end', () => {
+    if (closing.has(client)) return
+    const timer = setTimeout(() => {
+      if (!closing.has(client) && client.status === 'end') client.connect().catch(() => undefined)
+    }, reconnectDelay(++attempt))
+    timer.unref()
+  })
 }
 
 /** Resolves once the client is ready, or after the connect timeout, whichever is first; never rejects. */
@@ -196,6 +223,7 @@ export function settleConnection(client: RedisClient, timeoutMs: number): Promis
 
 /** Closes politely (QUIT) when connected, and at once otherwise. */
 export async function closeRedisClient(client: RedisClient): Promise<void> {
+  closing.add(client)
   if (client.status === 'ready') {
     try {
       await client.quit()

@@ -44,7 +44,12 @@ export function withinDeadline<T>(reply: Promise<T>, ms: number): Promise<T> {
  * Validation is not done per borrow (it would cost a PING round trip on the hot path): a client is only ever unusable
  * while RedisClient itself is, and the breaker covers that.
  */
-export function createRedisPool(options: RedisPoolOptions, log: Log, onCreate?: (client: RedisClient) => void): RedisPool {
+export function createRedisPool(
+  options: RedisPoolOptions,
+  log: Log,
+  onCreate?: (client: RedisClient) => void,
+  onDestroy?: (client: RedisClient) => void,
+): RedisPool {
   const pool = createPool<RedisClient>(
     {
       async create() {
@@ -54,6 +59,7 @@ export function createRedisPool(options: RedisPoolOptions, log: Log, onCreate?: 
         return client
       },
       async destroy(client) {
+        onDestroy?.(client)
         await closeRedisClient(client)
       },
       async validate(client) {

@@ -4,6 +4,9 @@ import type { InvalidationTarget } from '../domain/session.js'
 import type { Log } from './observer.js'
 import { createOutboxPosition, type OutboxPosition } from './outbox-position.js'
 
+/** After the breaker refused the replay: a short pause (it may be half-open, with its one trial call elsewhere). */
+const REFUSED_RETRY_MS = 25
+
 /** How an event reached this instance: its NOTIFY, the backstop poll, or a catch-up (start, reconnect). */
 export type FeedPath = 'notify' | 'poll' | 'catchup'
 
@@ -42,6 +45,11 @@ export interface RevocationFeedDeps {
   forgetLocal(): void
   /** False while the cache is known to be unusable (breaker open): the feed waits rather than fail at it. */
   cacheAvailable(): boolean
+  /**
+   * Resolves once the cache is usable again (the breaker closed), or after `waitMs`: the replay after a master switch
+   * runs the moment a recovery probe closes the breaker, not on the next retry tick. Without it, the replay polls.
+   */
+  waitForCache?(waitMs: number): Promise<void>
   observer: RevocationFeedObserver
   log: Log
   options: RevocationFeedOptions
@@ -111,13 +119,17 @@ export function createRevocationFeed(deps: RevocationFeedDeps) {
       deps.forgetLocal()
       try {
         while (!stopped) {
+          if (deps.waitForCache) await deps.waitForCache(options.retryMs)
           try {
             const applied = await replayWindow(deps, now)
             log.info({ applied }, 'revocation feed: recent revocations replayed into the new master; trusting Redis again')
             return
           } catch (err) {
             log.warn({ err: { message: (err as Error).message } }, 'revocation feed: replay after a master switch failed; retrying')
-            await new Promise((resolve) => setTimeout(resolve, options.retryMs).unref())
+            // Refused by the open breaker: the wait at the top of the loop ends when it closes. Anything else (Postgres,
+            // a Redis error) is retried on the tick.
+            const refused = (err as { code?: string }).code === 'EOPENBREAKER' && deps.waitForCache !== undefined
+            await new Promise((resolve) => setTimeout(resolve, refused ? REFUSED_RETRY_MS : options.retryMs).unref())
           }
         }
       } finally {

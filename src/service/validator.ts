@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
-import type { LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
-import type { AnswerSource, SessionAnswer } from '../domain/session.js'
+import type { FillOutcome, LocalCache, SessionCache, SessionStore } from '../domain/ports.js'
+import type { AnswerSource, SessionAnswer, SessionRecord } from '../domain/session.js'
 import { judge, stillValid } from '../domain/verdict.js'
 import { Errors } from '../errors.js'
 import { GiveUp, type BackgroundWrites } from './background-writes.js'
@@ -150,9 +150,28 @@ export function createValidator(deps: ValidatorDeps) {
     return { ...answer, source }
   }
 
+  /**
+   * Cache warming's way in: a record read from Postgres at `readAtMs` (not through a validation) is filled by the
+   * same protocol as a miss's answer: the same TTL rules and fill deadline, and the cache's own fill, which a tombstone
+   * refuses, so a session revoked after the read is never written back. Only valid answers; skipped while the cache is
+   * unusable or untrusted, or while a validation of the same token is reading Postgres (its fill is on its way).
+   */
+  async function prime(tokenHash: string, record: SessionRecord, readAtMs: number): Promise<FillOutcome | 'skipped'> {
+    if (!deps.cacheAvailable() || !deps.cacheTrusted() || reads.reading(tokenHash)) return 'skipped'
+    const at = now()
+    const answer = judge(record, at, readAtMs)
+    if (!answer.valid || at >= readAtMs + options.fillDeadlineMs) return 'skipped'
+    const ttlMs = ttlFor(answer, at, readAtMs, options.slidingTtl ? options.slidingIdleMs : Infinity)
+    if (ttlMs <= 0) return 'skipped'
+    const outcome = await cache.fill(tokenHash, answer, ttlMs)
+    observer.cacheWrite('fill', outcome)
+    return outcome
+  }
+
   return {
     validate,
     validateLocally,
+    prime,
     /** Called on every invalidation, before it is acknowledged: later requests no longer join earlier reads. */
     noteInvalidation() {
       reads.noteInvalidation()
@@ -290,6 +309,8 @@ function createStoreReads(
 
   return {
     readStore,
+    /** Whether a validation of this token is reading Postgres now (its fill is on its way). */
+    reading: (tokenHash: string) => flights.has(tokenHash),
     noteInvalidation() {
       epoch++
     },

@@ -96,6 +96,10 @@ export function createMetrics(pools: PoolStatsSource, options: MetricsOptions = 
       breakerEventCounter(event).inc()
       breakerStateChild.set(BREAKER_STATE_VALUE[state])
     },
+    /** The breaker's state without an event (a recovery probe that failed leaves it open: src/redis/recovery.ts). */
+    breakerStateIs(state: BreakerState) {
+      breakerStateChild.set(BREAKER_STATE_VALUE[state])
+    },
     pgQueryDone(query: string, ok: boolean, seconds: number) {
       pgQueryChild(query, ok ? 'ok' : 'error').observe(seconds)
     },

@@ -20,6 +20,8 @@ export interface RevocationWiring {
   apply: (targets: InvalidationTarget[]) => Promise<void>
   forgetLocal: () => void
   cacheAvailable: () => boolean
+  /** Resolves once the breaker is not open, or after waitMs (src/redis/recovery.ts). */
+  waitForCache?: (waitMs: number) => Promise<void>
   now?: () => number
 }
 
@@ -36,6 +38,7 @@ export function wireRevocation(app: FastifyInstance, deps: RevocationWiring) {
     apply: deps.apply,
     forgetLocal: deps.forgetLocal,
     cacheAvailable: deps.cacheAvailable,
+    waitForCache: deps.waitForCache,
     observer: metrics.revocation.observer,
     log,
     now: deps.now,

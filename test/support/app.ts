@@ -45,6 +45,9 @@ export async function startTestApp(options: TestAppOptions) {
       // Event-loop shedding off unless a test is about it (abuse.test.ts sets its own limits): the test runs in the
       // app's process, and on a busy machine its lag would turn any request into 503 OVERLOADED.
       LOAD_SHED_MAX_EVENT_LOOP_DELAY_MS: '0',
+      // Cache warming off unless a test is about it (cache-warming.test.ts): each test app's key prefix is a new, cold
+      // cache, and warming would fill sessions a test expects its first validation to miss.
+      CACHE_WARM_SESSIONS: '0',
       ...options.env,
     },
     { source: {} },
