@@ -9,7 +9,8 @@ import { gate } from '../../support/gate.js'
 import { startRedisServer, type RedisServer } from '../../support/redis-server.js'
 import { ask, cacheOnBoth, revocationMatrix } from '../../support/revocation-matrix.js'
 
-const LRU = ['--maxmemory', '16mb', '--maxmemory-policy', 'allkeys-lru']
+// 10 keys sampled per eviction (default 5): the oldest keys are found sooner (the pressure test below relies on it).
+const LRU = ['--maxmemory', '16mb', '--maxmemory-policy', 'allkeys-lru', '--maxmemory-samples', '10']
 
 // Under allkeys-lru the index keys (written once, never read on a hit) go before the entry (read on every hit). Here
 // every index key of the session is gone, as eviction would leave it: no invalidation may miss the entry.
@@ -62,15 +63,30 @@ describe('under real memory pressure (maxmemory 16mb, allkeys-lru)', () => {
     await db?.drop()
   })
 
-  /** Writes filler until `gone` keys are all evicted, reading `warm` keys between rounds; asserts what it evicted. */
+  /** Writes filler until `gone` keys are all evicted, `warm` keys kept; asserts what it evicted and what it kept. */
   async function pressure(gone: string[], warm: string[]): Promise<void> {
     const filler = new Redis(server.url)
+    const write = async (tag: string) => {
+      const pipeline = filler.pipeline()
+      for (let i = 0; i < 100; i++) pipeline.set(`filler:${tag}:${randomBytes(4).toString('hex')}:${i}`, randomBytes(1024).toString('hex'), 'EX', 600)
+      await pipeline.exec()
+    }
+    const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await filler.info('memory'))?.[1] ?? 0)
     try {
-      for (let round = 0; round < 60 && (await filler.exists(...gone)) > 0; round++) {
-        const pipeline = filler.pipeline()
-        for (let i = 0; i < 500; i++) pipeline.set(`filler:${round}:${randomBytes(4).toString('hex')}:${i}`, randomBytes(1024).toString('hex'), 'EX', 600)
-        await pipeline.exec()
+      // Redis's LRU clock ticks once a second and eviction samples keys, so within one second a key just read is no
+      // younger than one just written. Two ticks order the keys: the keys to evict are a tick older than the filler
+      // written short of the limit, which is a tick older than the kept keys, read again before every batch that
+      // crosses it. Eviction then takes the oldest sampled key: the ones to evict long before any kept key.
+      const tick = () => new Promise((resolve) => setTimeout(resolve, 1100))
+      await tick()
+      for (let batch = 0; batch < 200 && (await usedMemory()) < 12 * 2 ** 20; batch++) {
         for (const key of warm) await filler.get(key)
+        await write(`before:${batch}`)
+      }
+      await tick()
+      for (let batch = 0; batch < 300 && (await filler.exists(...gone)) > 0; batch++) {
+        for (const key of warm) await filler.get(key)
+        await write(`after:${batch}`)
       }
       expect(Number(/evicted_keys:(\d+)/.exec(await filler.info('stats'))?.[1] ?? 0)).toBeGreaterThan(0)
       expect(await filler.exists(...gone), `evicted: ${gone.join(', ')}`).toBe(0)

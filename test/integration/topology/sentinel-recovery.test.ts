@@ -216,7 +216,7 @@ describe('Redis Sentinel, default settings: back on Redis when the new master is
 
   it('a failover to a replica without the data is found cold and warmed again (CACHE_WARM_SESSIONS on)', async () => {
     await topology.waitForReplicasInSync(30_000)
-    const sessions = []
+    const sessions: Array<Awaited<ReturnType<typeof db.insertSession>>> = []
     for (let i = 0; i < 5; i++) sessions.push(await db.insertSession())
     const c = await startTestApp({
       db,
