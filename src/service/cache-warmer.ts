@@ -87,18 +87,6 @@ export function createCacheWarmer(deps: CacheWarmerDeps) {
     recheck.unref()
   }
 
-  /** One slot every 1000/rate ms, shared by the workers: the run's fill rate never exceeds ratePerSecond. */
-  function pacer() {
-    const gapMs = 1000 / options.ratePerSecond
-    let next = performance.now()
-    return async () => {
-      const at = performance.now()
-      const slot = Math.max(at, next)
-      next = slot + gapMs
-      if (slot > at) await sleep(slot - at)
-    }
-  }
-
   async function fillAll(rows: Array<{ tokenHash: string; record: SessionRecord }>, readAtMs: number, pace: () => Promise<void>, counts: Record<WarmFill, number>) {
     let index = 0
     const worker = async () => {
@@ -132,7 +120,7 @@ export function createCacheWarmer(deps: CacheWarmerDeps) {
     try {
       log.info({ reason, sessions: options.sessions, owner }, 'cache is cold: warming the most recently active sessions from Postgres')
       const ids = await source.recentlyActive(options.sessions)
-      const pace = pacer()
+      const pace = pacer(options.ratePerSecond)
       for (let i = 0; i < ids.length; i += options.batchSize) {
         if (stopped || !deps.usable()) break
         if (i > 0 && !(await state.renew(owner, options.lockTtlMs))) {
@@ -187,3 +175,15 @@ export function createCacheWarmer(deps: CacheWarmerDeps) {
 }
 
 export type CacheWarmer = ReturnType<typeof createCacheWarmer>
+
+/** One slot every 1000/rate ms, shared by the workers: the run's fill rate never exceeds ratePerSecond. */
+function pacer(ratePerSecond: number) {
+  const gapMs = 1000 / ratePerSecond
+  let next = performance.now()
+  return async () => {
+    const at = performance.now()
+    const slot = Math.max(at, next)
+    next = slot + gapMs
+    if (slot > at) await sleep(slot - at)
+  }
+}

@@ -150,23 +150,7 @@ export function createValidator(deps: ValidatorDeps) {
     return { ...answer, source }
   }
 
-  /**
-   * Cache warming's way in: a record read from Postgres at `readAtMs` (not through a validation) is filled by the
-   * same protocol as a miss's answer: the same TTL rules and fill deadline, and the cache's own fill, which a tombstone
-   * refuses, so a session revoked after the read is never written back. Only valid answers; skipped while the cache is
-   * unusable or untrusted, or while a validation of the same token is reading Postgres (its fill is on its way).
-   */
-  async function prime(tokenHash: string, record: SessionRecord, readAtMs: number): Promise<FillOutcome | 'skipped'> {
-    if (!deps.cacheAvailable() || !deps.cacheTrusted() || reads.reading(tokenHash)) return 'skipped'
-    const at = now()
-    const answer = judge(record, at, readAtMs)
-    if (!answer.valid || at >= readAtMs + options.fillDeadlineMs) return 'skipped'
-    const ttlMs = ttlFor(answer, at, readAtMs, options.slidingTtl ? options.slidingIdleMs : Infinity)
-    if (ttlMs <= 0) return 'skipped'
-    const outcome = await cache.fill(tokenHash, answer, ttlMs)
-    observer.cacheWrite('fill', outcome)
-    return outcome
-  }
+  const prime = createPrimer(deps, now, ttlFor, reads.reading)
 
   return {
     validate,
@@ -188,6 +172,27 @@ export function createValidator(deps: ValidatorDeps) {
 }
 
 export type Validator = ReturnType<typeof createValidator>
+
+/**
+ * Cache warming's way in: a record read from Postgres at `readAtMs` (not through a validation) is filled by the same
+ * protocol as a miss's answer: the same TTL rules and fill deadline, and the cache's own fill, which a tombstone
+ * refuses, so a session revoked after the read is never written back. Only valid answers; skipped while the cache is
+ * unusable or untrusted, or while a validation of the same token is reading Postgres (its fill is on its way).
+ */
+function createPrimer(deps: ValidatorDeps, now: () => number, ttlFor: ReturnType<typeof answerLife>, reading: (tokenHash: string) => boolean) {
+  const { cache, observer, options } = deps
+  return async function prime(tokenHash: string, record: SessionRecord, readAtMs: number): Promise<FillOutcome | 'skipped'> {
+    if (!deps.cacheAvailable() || !deps.cacheTrusted() || reading(tokenHash)) return 'skipped'
+    const at = now()
+    const answer = judge(record, at, readAtMs)
+    if (!answer.valid || at >= readAtMs + options.fillDeadlineMs) return 'skipped'
+    const ttlMs = ttlFor(answer, at, readAtMs, options.slidingTtl ? options.slidingIdleMs : Infinity)
+    if (ttlMs <= 0) return 'skipped'
+    const outcome = await cache.fill(tokenHash, answer, ttlMs)
+    observer.cacheWrite('fill', outcome)
+    return outcome
+  }
+}
 
 /**
  * What is left of an answer's life at `at`: at most `lifeMs`, never past its session's expiry, and never past the

@@ -1,18 +1,17 @@
 import type { FastifyInstance } from 'fastify'
 import { defineCacheScripts, type ReplicaAck } from '../cache/redis-session-cache.js'
 import type { Config } from '../config.js'
-import { Redis } from 'ioredis'
 import { closeRedisClient, createRedisClient, type RedisClient } from '../redis/client.js'
 import { createGuardedRunner } from '../redis/guarded-runner.js'
-import { closeRedisPool, createRedisPool, withinDeadline } from '../redis/pool.js'
-import { createRecovery, type RecoverySignal } from '../redis/recovery.js'
+import { closeRedisPool, createRedisPool } from '../redis/pool.js'
+import type { RecoverySignal } from '../redis/recovery.js'
 import { readReplication, type MasterView } from '../redis/topology.js'
 import { watchTopology } from '../redis/topology-watch.js'
 import type { Log } from '../service/observer.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { startPoller, type Poller } from '../telemetry/poller.js'
-import { createRecoveryMetrics } from '../telemetry/recovery-metrics.js'
 import { createTopologyMetrics } from '../telemetry/topology-metrics.js'
+import { wireRecovery } from './redis-recovery.js'
 
 export interface RedisWiring {
   config: Config
@@ -24,8 +23,6 @@ export interface RedisWiring {
 
 /** How often each master's replication is read (connected replicas for WAIT, lag for the metrics). */
 const REPLICATION_POLL_MS = 5000
-/** First backoff of a recovery probe after a failed one or a flap (doubling, at most BREAKER_RESET_TIMEOUT_MS). */
-const RECOVERY_BACKOFF_MS = 100
 
 /**
  * Redis, whichever topology: the pool of clients (with the cache's scripts), the breaker in front of it, the
@@ -64,53 +61,9 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
   app.addHook('onClose', () => closeRedisClient(subscriber))
   subscriber.on('ready', () => signal('subscriber'))
 
-  // Back on Redis as soon as it is back (recovery.ts): a signal probes every pooled connection and closes the breaker.
-  const recoveryMetrics = createRecoveryMetrics(metrics.registry)
-  const recovery = createRecovery({
-    breaker,
-    probe: async () => {
-      const clients = [...pooled]
-      const notReady = clients.filter((c) => c.status !== 'ready').map((c) => c.status)
-      if (clients.length === 0 || notReady.length > 0) throw new Error(`pooled connections not ready: ${notReady.join(', ')} (of ${clients.length})`)
-      await withinDeadline(Promise.all(clients.map((c) => c.ping())), config.redis.commandTimeoutMs)
-    },
-    observer: {
-      probing: () => metrics.breakerEvent('halfOpen', 'half-open'),
-      probed: (kind, ok) => {
-        recoveryMetrics.probed(kind, ok)
-        if (!ok && breaker.opened) metrics.breakerStateIs('open')
-      },
-    },
-    log,
-    options: { resetTimeoutMs: config.breaker.resetTimeoutMs, baseBackoffMs: RECOVERY_BACKOFF_MS, stableMs: config.breaker.rollingCountTimeoutMs },
-  })
-  // Runs before the connections close (hooks run last-registered first): no reconnect is hurried after this.
-  let closing = false
-  app.addHook('onClose', async () => {
-    closing = true
-    recovery.stop()
-  })
-  /**
-   * Connections waiting out their reconnect backoff are told to try now: one of their siblings (or the sentinels) just
-   * showed that Redis answers again. Not for a Cluster client, which reconnects node by node itself.
-   */
-  const hurry = () => {
-    for (const client of [...pooled, subscriber]) {
-      if (client instanceof Redis && (client.status === 'reconnecting' || client.status === 'end')) client.connect().catch(() => undefined)
-    }
-  }
-  // Told of every signal whatever the breaker's state, and of every close: cache warming checks for a cold cache then.
-  const backListeners = new Set<(why: RecoverySignal | 'breaker-closed') => void>()
-  breaker.on('close', () => {
-    for (const listener of backListeners) listener('breaker-closed')
-  })
-  signal = (kind) => {
-    if (closing) return
-    for (const listener of backListeners) listener(kind)
-    if (!breaker.opened) return
-    hurry()
-    recovery.signal(kind)
-  }
+  // Back on Redis as soon as it is back (redis-recovery.ts): a signal probes every pooled connection.
+  const recovery = wireRecovery(app, { config, log, metrics, breaker, pooled, subscriber })
+  signal = recovery.signal
 
   let masters: MasterView[] = []
   let replicationPoll: Poller | undefined
@@ -168,11 +121,9 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
     subscriber,
     ack,
     /** Resolves once the breaker is not open, or after waitMs (the replay after a switch waits on it). */
-    whenUsable: (waitMs: number) => recovery.whenUsable(waitMs),
+    whenUsable: recovery.whenUsable,
     /** Called on every sign that Redis is (back) there: a switch, a connection ready, the breaker closing. */
-    onBack(listener: (why: RecoverySignal | 'breaker-closed') => void) {
-      backListeners.add(listener)
-    },
+    onBack: recovery.onBack,
     /** For /health/redis: the topology and what each master reported at the last poll. */
     topology: () => ({ kind: topology.kind, masters }),
   }
