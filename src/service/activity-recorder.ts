@@ -35,20 +35,25 @@ const FAILURE_LOG_INTERVAL_MS = 10_000
 export function createActivityRecorder(deps: ActivityDeps) {
   const { store, options } = deps
   const now = deps.now ?? Date.now
-  const recent = new LRUCache<string, true>({ max: RECENT_MEMORY, ttl: options.intervalMs, ttlAutopurge: false })
+  // When each session was last recorded. Compared by hand rather than with lru-cache's ttl, whose clock is a 1 ms
+  // timer re-armed on the hot path: a timer a millisecond for a convenience, and one that reorders a process's
+  // other 1 ms timers.
+  const recent = new LRUCache<string, number>({ max: RECENT_MEMORY })
   let pending = new Map<string, number>()
   let flushing: Promise<void> | undefined
   let lastFailureLog = 0
   let timer: NodeJS.Timeout | undefined
 
   function record(sessionId: string): void {
-    if (recent.has(sessionId)) return
-    recent.set(sessionId, true)
+    const at = now()
+    const last = recent.get(sessionId)
+    if (last !== undefined && at - last < options.intervalMs) return
+    recent.set(sessionId, at)
     if (pending.size >= options.maxPending) {
       deps.counted('dropped', 1)
       return
     }
-    pending.set(sessionId, now())
+    pending.set(sessionId, at)
     deps.counted('queued', 1)
   }
 

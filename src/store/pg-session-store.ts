@@ -48,7 +48,8 @@ export function pgConnectionOptions(url: string, ssl: PgSslOptions | undefined):
   }
 }
 
-interface Row {
+/** A session row joined with its user's, as the store's reads select it. */
+export interface SessionRow {
   id: string
   user_id: string
   created_at: Date
@@ -64,6 +65,23 @@ interface Row {
 }
 
 export type { QueryObserver } from './timed-query.js'
+
+/** What the service knows of a session from its row: the answer's fields and every reason it may have ended. */
+export function toSessionRecord(row: SessionRow): SessionRecord {
+  return {
+    session: {
+      id: row.id,
+      userId: row.user_id,
+      createdAt: row.created_at.toISOString(),
+      expiresAt: row.expires_at.toISOString(),
+      lastActivityAt: row.last_activity_at ? row.last_activity_at.toISOString() : null,
+    },
+    user: { id: row.user_id, email: row.email, firstName: row.first_name, lastName: row.last_name, username: row.username },
+    revokedAt: row.revoked_at,
+    userBannedUntil: row.banned_until,
+    userDeletedAt: row.deleted_at,
+  }
+}
 
 /** Creates the pg.Pool the store runs on. Exported so the composition root owns (and closes) it. */
 export function createPgPool(options: PgStoreOptions, log: Log): pg.Pool {
@@ -123,29 +141,10 @@ export function createPgSessionStore(pool: pg.Pool, schema: string, observe: Que
 
   return {
     async findByTokenHash(tokenHash) {
-      const { rows } = await query<Row>('find_session', sql.find, [tokenHash])
+      const { rows } = await query<SessionRow>('find_session', sql.find, [tokenHash])
       const row = rows[0]
       if (!row) return null
-      const record: SessionRecord = {
-        session: {
-          id: row.id,
-          userId: row.user_id,
-          createdAt: row.created_at.toISOString(),
-          expiresAt: row.expires_at.toISOString(),
-          lastActivityAt: row.last_activity_at ? row.last_activity_at.toISOString() : null,
-        },
-        user: {
-          id: row.user_id,
-          email: row.email,
-          firstName: row.first_name,
-          lastName: row.last_name,
-          username: row.username,
-        },
-        revokedAt: row.revoked_at,
-        userBannedUntil: row.banned_until,
-        userDeletedAt: row.deleted_at,
-      }
-      return record
+      return toSessionRecord(row)
     },
 
     async revoke(target: InvalidationTarget) {

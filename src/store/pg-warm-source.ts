@@ -1,23 +1,7 @@
 import type pg from 'pg'
-import type { SessionRecord } from '../domain/session.js'
 import type { WarmSource } from '../domain/warm-source.js'
+import { toSessionRecord, type SessionRow } from './pg-session-store.js'
 import { timedQuery, type QueryObserver } from './timed-query.js'
-
-interface Row {
-  token: string
-  id: string
-  user_id: string
-  created_at: Date
-  expires_at: Date
-  last_activity_at: Date | null
-  revoked_at: Date | null
-  email: string
-  first_name: string | null
-  last_name: string | null
-  username: string | null
-  banned_until: Date | null
-  deleted_at: Date | null
-}
 
 /**
  * The sessions cache warming loads, from the Studio's platform tables. Two steps, so that the sort runs once: the ids
@@ -50,23 +34,8 @@ export function createPgWarmSource(pool: pg.Pool, schema: string, observe: Query
       return rows.map((row) => row.id)
     },
     async records(sessionIds) {
-      const { rows } = await query<Row>('warm_records', recordsSql, [sessionIds])
-      return rows.map((row) => {
-        const record: SessionRecord = {
-          session: {
-            id: row.id,
-            userId: row.user_id,
-            createdAt: row.created_at.toISOString(),
-            expiresAt: row.expires_at.toISOString(),
-            lastActivityAt: row.last_activity_at ? row.last_activity_at.toISOString() : null,
-          },
-          user: { id: row.user_id, email: row.email, firstName: row.first_name, lastName: row.last_name, username: row.username },
-          revokedAt: row.revoked_at,
-          userBannedUntil: row.banned_until,
-          userDeletedAt: row.deleted_at,
-        }
-        return { tokenHash: row.token, record }
-      })
+      const { rows } = await query<SessionRow & { token: string }>('warm_records', recordsSql, [sessionIds])
+      return rows.map((row) => ({ tokenHash: row.token, record: toSessionRecord(row) }))
     },
   }
 }

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startTestApp, type TestApp } from '../support/app.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
+import { eventually } from '../support/gate.js'
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../support/env.js'
 import { startRedisServer, type RedisServer } from '../support/redis-server.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
@@ -80,6 +81,14 @@ async function startHealthApp(redisUrl = server.url, env: Record<string, string>
   return t
 }
 
+/**
+ * "healthy" needs the revocation feed listening, and its LISTEN connection is opened on ready, not awaited: a test that
+ * reads the report right after start waits for it first (on a busy machine the first read can beat it).
+ */
+async function listening(app: TestApp): Promise<void> {
+  await eventually(() => app.app.internals.revocation.status().listener === 'listening', 5000, 'the LISTEN connection up')
+}
+
 async function health(app: TestApp) {
   const started = performance.now()
   const res = await app.app.inject({ method: 'GET', url: '/health/redis' })
@@ -117,6 +126,7 @@ describe('GET /health/redis, /health/live, /health/ready', () => {
     await app.validate(token)
     await app.settle()
     await app.validate(token)
+    await listening(app)
 
     const { res, body, ms } = await health(app)
     expect(res.statusCode).toBe(200)
@@ -232,6 +242,7 @@ describe('GET /health/redis, /health/live, /health/ready', () => {
     const lax = await startRedisServer({ args: ['--maxmemory', '0', '--maxmemory-policy', 'noeviction'] })
     extraServers.push(lax)
     const app = await startHealthApp(lax.url)
+    await listening(app)
     const { res, body } = await health(app)
     expect(res.statusCode).toBe(200)
     expect(body).toMatchObject({ status: 'healthy', redis: { connected: true, maxmemoryPolicy: 'noeviction' } })
@@ -252,6 +263,7 @@ describe('GET /health/redis, /health/live, /health/ready', () => {
     const tidy = await startRedisServer({ args: ['--maxmemory', '64mb', '--maxmemory-policy', 'allkeys-lru'] })
     extraServers.push(tidy)
     const app = await startHealthApp(tidy.url)
+    await listening(app)
     const { body } = await health(app)
     expect(body).toMatchObject({ status: 'healthy', redis: { maxmemoryPolicy: 'allkeys-lru', warnings: [] } })
     // No eviction warning. (Other warnings may come and go with the machine: the slow-log poller reports an INFO that
