@@ -190,13 +190,15 @@ describe('SIGTERM with keep-alive clients', () => {
     expect(readiness.map((r) => r.status)).toContain(503)
     expect(refusedAt! - signalledAt).toBeGreaterThanOrEqual(DRAIN_DELAY_MS)
     // The scrape was served during the drain (Connection: close), and its count is the stream's drained requests (each
-    // answered with Connection: close) plus the scrape itself, at most the in-flight ones and the raw one besides (on a
-    // busy machine some sent just before SIGTERM reach the server after it).
+    // answered with Connection: close) plus the scrape itself, less at most one: the stream request in flight at the
+    // signal is answered with Connection: close too (the drain closes the answers in progress) but was admitted before
+    // it. At most the in-flight ones and the raw one besides (on a busy machine some sent just before SIGTERM reach the
+    // server after it). A counter that held only the scrape fails the lower bound whenever the stream drained two.
     expect(metricsDuringDrain.connection).toBe('close')
     const drainedStream = stream.filter((s) => s.ok && s.connection === 'close').length
     expect(drainedStream).toBeGreaterThanOrEqual(1)
     const scraped = Number(/^http_drain_requests_total\{outcome="served"\} (\d+)$/m.exec(metricsDuringDrain.text)?.[1] ?? NaN)
-    expect(scraped).toBeGreaterThanOrEqual(drainedStream + 1)
+    expect(scraped).toBeGreaterThanOrEqual(drainedStream)
     expect(scraped).toBeLessThanOrEqual(drainedStream + 1 + IN_FLIGHT + 1)
     // The pipelined request behind the one in flight: 200, then 503 SHUTTING_DOWN with Retry-After and Connection: close.
     const [first, second] = received.split(/(?=HTTP\/1\.1 )/)
