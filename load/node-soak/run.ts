@@ -7,12 +7,13 @@
  *
  *   npm run soak                                   # 10 min, 1000 connections, 1,000 req/s; writes BENCHMARKS.md
  *   npm run soak -- --duration=60 --write=false    # a short run
- *   options: --connections --rate --arrivals=constant|poisson|burst (burst: the old autocannon shape, to compare) --sessions --revoked --recovery --warmup --sample-every
- *   diagnostics: --server-env=K=V,K=V (extra server settings; the run then says so) --server-log=FILE --profile=DIR (--cpu-prof)
+ *   options: --connections --rate --arrivals=constant|poisson|burst (burst: the old autocannon shape, to compare) --sessions --revoked --recovery --warmup --sample-every --baseline=S (0: none)
+ *   diagnostics: --server-env=K=V,K=V (extra server settings; the run then says so) --server-log=FILE --profile=DIR (--cpu-prof) --server-node-args="--trace-gc …"
  *
  * Everything listens on loopback; the load is bounded (rate x duration requests, each with a timeout). Redis is a
  * private redis-server on a free port (so it can be killed); Postgres is the shared test database, in a schema of its own.
  */
+import { execFileSync } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import http from 'node:http'
 import os from 'node:os'
@@ -23,6 +24,7 @@ import { hashToken } from '../../src/domain/token.js'
 import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
 import { startRedisServer } from '../../test/support/redis-server.js'
+import { measureBaseline, type BaselineResult } from './baseline.js'
 import { renderSection, writeSection, type SoakReport } from './report.js'
 import { breakerState, sample, summarise, unexplained, type Sample } from './samples.js'
 import { startServer } from './server.js'
@@ -46,11 +48,15 @@ const REVOKED = num('revoked', 500)
 /** How long after Redis is back 503s still count as the restart's (an empty cache refills through Postgres). */
 const RECOVERY_S = num('recovery', 30)
 const WRITE = args.get('write') !== 'false'
+/** Seconds of the same load against a bare HTTP server first (load/node-soak/baseline.ts); 0 skips it. */
+const BASELINE_S = num('baseline', 60)
 // Diagnostics: a run with extra settings is not the defaults' run, and its section says which it had.
 const SERVER_ENV = Object.fromEntries((process.argv.find((a) => a.startsWith('--server-env='))?.slice('--server-env='.length) ?? '')
   .split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 const SERVER_LOG = args.get('server-log')
 const PROFILE_DIR = args.get('profile')
+/** Extra node flags for the server process, space-separated (e.g. --server-node-args=--trace-gc). */
+const SERVER_NODE_ARGS = (process.argv.find((a) => a.startsWith('--server-node-args='))?.slice('--server-node-args='.length) ?? '').split(' ').filter(Boolean)
 const GROWTH_LIMIT_PCT = 10
 const DATABASE_URL = args.get('database-url') ?? process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -88,6 +94,15 @@ async function seed(client: pg.Client, schema: string, count: number, revoked: b
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString()
   const loadAvgAtStart = os.loadavg()[0]!
+  // The server runs as the image runs it, from dist/: built from the checkout now, so the run measures this source.
+  execFileSync(path.join(root, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
+  // The floor first, while nothing else of the soak runs: the same load against a server that does nothing.
+  let bare: BaselineResult | null = null
+  if (BASELINE_S > 0) {
+    say(`soak: baseline, ${BASELINE_S} s of the same load against a bare HTTP server`)
+    bare = await measureBaseline(root, { connections: CONNECTIONS, rate: RATE, arrivals: ARRIVALS, validTokens: ['-'], revokedTokens: ['-'], serviceKey: '-' }, BASELINE_S)
+    say(`soak: baseline p50 ${bare.latency.p50Ms.toFixed(2)} ms, p99 ${bare.latency.p99Ms.toFixed(2)} ms, p99.9 ${bare.latency.p999Ms.toFixed(2)} ms`)
+  }
   const schema = `ssc_soak_${randomBytes(4).toString('hex')}`
   const client = new pg.Client({ connectionString: DATABASE_URL })
   await client.connect()
@@ -109,7 +124,7 @@ async function main(): Promise<number> {
       // Warnings and errors only: a line per request at 1000 connections would measure the pipe, not the service.
       LOG_LEVEL: 'warn',
       ...SERVER_ENV,
-    }, { ...(SERVER_LOG ? { logFile: SERVER_LOG } : {}), ...(PROFILE_DIR ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {}) })
+    }, { ...(SERVER_LOG ? { logFile: SERVER_LOG } : {}), nodeArgs: [...SERVER_NODE_ARGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [])] })
     const metricsUrl = `${server.base}/metrics`
     say(`soak: server ${server.base}, redis ${redis.url}, schema ${schema}; ${CONNECTIONS} connections, ${RATE} req/s (${ARRIVALS} arrivals), ${DURATION_S} s`)
 
@@ -214,7 +229,8 @@ async function main(): Promise<number> {
       {
         check: `p99 < ${P99_LIMIT_MS} ms over every request, from its scheduled send time`,
         ok: traffic.latency.p99Ms < P99_LIMIT_MS,
-        detail: `p99 ${traffic.latency.p99Ms.toFixed(2)} ms (outside the restart window ${traffic.outside.latency.p99Ms.toFixed(2)} ms, inside it ${traffic.inWindow.latency.p99Ms.toFixed(2)} ms)`,
+        detail: `p99 ${traffic.latency.p99Ms.toFixed(2)} ms (outside the restart window ${traffic.outside.latency.p99Ms.toFixed(2)} ms, inside it ${traffic.inWindow.latency.p99Ms.toFixed(2)} ms)` +
+          (bare ? `; the bare server's under the same load in this run: ${bare.latency.p99Ms.toFixed(2)} ms` : ''),
       },
       { check: 'no 503 outside the restart window', ok: traffic.outside.status503 === 0, detail: `${traffic.outside.status503} of ${traffic.outside.sent.toLocaleString('en')}` },
       {
@@ -239,6 +255,7 @@ async function main(): Promise<number> {
     const cpu = os.cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'unknown CPU'
     const report: SoakReport = {
       startedAt,
+      commit: execFileSync('git', ['describe', '--always', '--dirty'], { cwd: root, encoding: 'utf8' }).trim(),
       machine: `Machine: ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, shared with other work (other agents' tests ran meanwhile; 1-min load average ${loadAvgAtStart.toFixed(1)} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end); load generator (its own process), service, Redis and Postgres on the same cores`,
       settings: { rate: RATE, arrivals: ARRIVALS, durationS: DURATION_S, connections: CONNECTIONS, warmupS: WARMUP_S, sampleEveryS: SAMPLE_EVERY_S, sessions: SESSIONS, revoked: REVOKED, recoveryS: RECOVERY_S },
       redisRestartAtS: restartAt,
@@ -246,6 +263,7 @@ async function main(): Promise<number> {
       breaker,
       window: window === undefined ? null : { from: (window as { from: number; to: number }).from, to: (window as { from: number; to: number }).to },
       serverCpuPct,
+      bare,
       serverEnv: SERVER_ENV,
       traffic,
       rss,

@@ -3,11 +3,12 @@ import { createWriteStream } from 'node:fs'
 import path from 'node:path'
 
 /**
- * The real server process (src/server.ts through tsx, as `npm run dev` runs it, in production mode), on loopback.
+ * The real server process as the image runs it (`node dist/server.js`, production mode; run.ts builds dist/ first), on
+ * loopback.
  * Its output is drained (a full pipe would stall it) and its tail kept for the report when something goes wrong.
  */
 export async function startServer(root: string, env: Record<string, string>, diagnostics: { nodeArgs?: string[]; logFile?: string } = {}) {
-  const child = spawn(path.join(root, 'node_modules/.bin/node'), [...(diagnostics.nodeArgs ?? []), '--import', 'tsx', path.join(root, 'src/server.ts')], {
+  const child = spawn(path.join(root, 'node_modules/.bin/node'), [...(diagnostics.nodeArgs ?? []), path.join(root, 'dist/server.js')], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ENV: 'production', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
