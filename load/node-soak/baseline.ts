@@ -18,7 +18,8 @@ export interface BaselineResult {
  * anything else of the soak runs: what the generator, loopback and the machine cost on their own right now. Its
  * answers are not checked (it answers every request the same); only its latency is kept.
  */
-export async function measureBaseline(root: string, load: Omit<LoadOptions, 'url' | 'durationS'>, durationS: number): Promise<BaselineResult> {
+/** load/node-soak/bare-server.ts in a process of its own, listening on a free loopback port. */
+export async function startBareServer(root: string) {
   const port = await freePort()
   const child = fork(path.join(root, 'load/node-soak/bare-server.ts'), [String(port)], {
     execPath: path.join(root, 'node_modules/.bin/node'),
@@ -26,15 +27,36 @@ export async function measureBaseline(root: string, load: Omit<LoadOptions, 'url
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const stop = async () => {
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('bare server not listening in 10 s')), 10_000)
       child.once('message', () => (clearTimeout(timer), resolve()))
       child.once('exit', (code) => (clearTimeout(timer), reject(new Error(`bare server exited with ${code}`))))
     })
-    const cpuBefore = await cpuOf(child.pid!)
-    const result = await startLoad(root, { ...load, url: `http://127.0.0.1:${port}`, durationS }).done
-    const cpuAfter = await cpuOf(child.pid!)
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { url: `http://127.0.0.1:${port}`, cpuSeconds: () => cpuOf(child.pid!), stop }
+}
+
+/**
+ * The same open-loop load (connections, rate, arrivals) for `durationS` against load/node-soak/bare-server.ts, before
+ * anything else of the soak runs: what the generator, loopback and the machine cost on their own right now. Its
+ * answers are not checked (it answers every request the same); only its latency is kept.
+ */
+export async function measureBaseline(root: string, load: Omit<LoadOptions, 'url' | 'durationS'>, durationS: number): Promise<BaselineResult> {
+  const bare = await startBareServer(root)
+  try {
+    const cpuBefore = await bare.cpuSeconds()
+    const result = await startLoad(root, { ...load, url: bare.url, durationS }).done
+    const cpuAfter = await bare.cpuSeconds()
     const counts = tally(result, undefined)
     return {
       durationS,
@@ -44,11 +66,20 @@ export async function measureBaseline(root: string, load: Omit<LoadOptions, 'url
       serverCpuPct: ((cpuAfter - cpuBefore) / result.elapsedS) * 100,
     }
   } finally {
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-    await exited
-    clearTimeout(timer)
+    await bare.stop()
   }
+}
+
+/** The machine's busy and total CPU seconds so far, over all cores, from /proc/stat (Linux; NaN elsewhere). */
+export async function machineCpu(): Promise<{ busyS: number; totalS: number }> {
+  const { readFile } = await import('node:fs/promises')
+  const line = (await readFile('/proc/stat', 'utf8').catch(() => '')).split('\n')[0] ?? ''
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number)
+  if (ticks.length < 5) return { busyS: NaN, totalS: NaN }
+  // user nice system idle iowait irq softirq steal: idle and iowait are the not-busy ones; guest time is inside user.
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0)
+  const idle = ticks[3]! + ticks[4]!
+  return { busyS: (total - idle) / 100, totalS: total / 100 }
 }
 
 /** A process's user + system CPU seconds so far, from /proc (Linux; NaN elsewhere). */

@@ -26,6 +26,12 @@ export interface LoadOptions {
   validTokens: string[]
   revokedTokens: string[]
   serviceKey: string
+  /**
+   * A control measured at the same time by the same process: every `every`-th scheduled request also sends one to a
+   * bare server at `url` (over its own keep-alive connections), at the same scheduled time, counted the same way. What
+   * that server's answers take is what the machine and the generator cost right then, whatever the service does.
+   */
+  probe?: { url: string; every: number; connections: number }
 }
 
 /** One second of scheduled sends (bucket s holds the requests due in [s, s+1) s after the load's start). */
@@ -56,6 +62,8 @@ export interface LoadResult {
   more503s: number
   /** How late the generator put each request on its connection, in µs: its own lag, already inside the latency. */
   dispatchLag: string
+  /** The probe's latencies (hdr, compressed base64), requests sent and failed; absent without a probe. */
+  probe?: { latency: string; sent: number; failed: number }
   cpuUserS: number
   cpuSystemS: number
   eventLoopDelayP99Ms: number
@@ -85,6 +93,12 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
     }))
   }
 
+  const probeClients = o.probe
+    ? Array.from({ length: o.probe.connections }, () => new Client(new URL(o.probe!.url).origin, { pipelining: 1, headersTimeout: TIMEOUT_MS, bodyTimeout: TIMEOUT_MS, keepAliveTimeout: 120_000, connectTimeout: 10_000 }))
+    : []
+  for (const c of probeClients) await (await c.request({ path: '/', method: 'GET' })).body.dump()
+  const probed = { latency: histogram(), sent: 0, failed: 0 }
+
   const total = Math.round(o.rate * o.durationS)
   const bucketCount = Math.ceil(o.durationS) + 1
   const buckets = Array.from({ length: bucketCount }, () => ({
@@ -105,6 +119,19 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
   const t0 = performance.now()
   const startEpochMs = Date.now()
   send({ type: 'started', startEpochMs })
+
+  function fireProbe(i: number, dueMs: number): void {
+    probed.sent++
+    pending++
+    probeClients[(i / o.probe!.every) % probeClients.length]!
+      .request({ path: '/validate', method: 'POST', headers: json, body: '{"token":"probe"}' })
+      .then(async (res) => {
+        await res.body.dump()
+        probed.latency.recordValue(Math.min(HIGHEST_US, Math.max(1, Math.round((performance.now() - t0 - dueMs) * 1000))))
+      })
+      .catch(() => probed.failed++)
+      .finally(() => pending--)
+  }
 
   function fire(i: number, dueMs: number): void {
     const bucket = buckets[Math.min(bucketCount - 1, Math.floor(dueMs / 1000))]!
@@ -140,6 +167,8 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
         if (errorExamples.length < 5) errorExamples.push(`${kind} due at ${(dueMs / 1000).toFixed(1)} s: ${err.name}: ${err.message}`)
       })
       .finally(() => pending--)
+    // After the service's request, so the control never goes out ahead of what it is compared with.
+    if (o.probe && i % o.probe.every === 0) fireProbe(i, dueMs)
   }
 
   const exponential = () => -Math.log(1 - Math.random()) * (1000 / o.rate)
@@ -159,7 +188,7 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
   const elapsedS = (performance.now() - t0) / 1000
   const cpu = process.cpuUsage(cpu0)
   loop.disable()
-  await Promise.all(clients.map((c) => c.close().catch(() => undefined)))
+  await Promise.all([...clients, ...probeClients].map((c) => c.close().catch(() => undefined)))
 
   return {
     startEpochMs,
@@ -174,6 +203,7 @@ export async function run(o: LoadOptions, send: (m: ToParent) => void): Promise<
     cpuSystemS: cpu.system / 1e6,
     eventLoopDelayP99Ms: loop.percentile(99) / 1e6,
     connectionsOpened: opened,
+    ...(o.probe ? { probe: { latency: hdr.encodeIntoCompressedBase64(probed.latency), sent: probed.sent, failed: probed.failed } } : {}),
   }
 }
 

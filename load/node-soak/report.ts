@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import type { BaselineResult } from './baseline.js'
 import type { Sample, SeriesSummary } from './samples.js'
 import type { TrafficCounts } from './traffic.js'
@@ -17,6 +18,8 @@ export interface SoakReport {
   window: { from: number; to: number } | null
   /** The server process's CPU over the load, in % of one core. */
   serverCpuPct: number
+  /** The whole machine's busy CPU over the load, in % of one core. */
+  machineBusyPct: number
   /** The same load against a bare HTTP server, measured first in the same run (null when skipped). */
   bare: BaselineResult | null
   /** Settings beyond the defaults the server ran with (diagnostic runs). */
@@ -85,7 +88,12 @@ export function renderSection(r: SoakReport): string {
         `no Redis, no Postgres, no framework, one fixed answer): p50 ${ms(r.bare.latency.p50Ms)} ms, p99 ${ms(r.bare.latency.p99Ms)} ms, p99.9 ${ms(r.bare.latency.p999Ms)} ms, max ${ms(r.bare.latency.maxMs)} ms; ` +
         `its CPU ${r.bare.serverCpuPct.toFixed(0)} %, the generator's ${r.bare.loadgenCpuPct.toFixed(0)} % of one core. The service's p99 is ${(t.latency.p99Ms / r.bare.latency.p99Ms).toFixed(1)}× the bare server's and its p50 ${(t.latency.p50Ms / r.bare.latency.p50Ms).toFixed(1)}×.`
       : '',
-    `CPU over the load, in % of one core: server ${r.serverCpuPct.toFixed(0)} %, load generator ${t.loadgenCpuPct.toFixed(0)} % (${t.connectionsOpened} connections opened;`,
+    t.probe
+      ? `Control, at the same time: every ${n(t.sent / Math.max(t.probe.sent, 1))}th request's scheduled time, the same generator also asked a bare node:http server (the baseline's) over its own keep-alive connections: ` +
+        `${n(t.probe.sent)} requests (${t.probe.failed} failed), p50 ${ms(t.probe.p50Ms)} ms, p99 ${ms(t.probe.p99Ms)} ms, p99.9 ${ms(t.probe.p999Ms)} ms, max ${ms(t.probe.maxMs)} ms: what the machine and the generator cost any server during this run.`
+      : '',
+    `CPU over the load, in % of one core: server ${r.serverCpuPct.toFixed(0)} %, load generator ${t.loadgenCpuPct.toFixed(0)} %, everything else (Redis, Postgres, the rest of the machine) ` +
+      `${(r.machineBusyPct - r.serverCpuPct - t.loadgenCpuPct).toFixed(0)} %: the machine was ${r.machineBusyPct.toFixed(0)} % busy of ${os.cpus().length * 100} % (${t.connectionsOpened} connections opened;`,
     `its own event-loop delay p99 ${t.loadgenLoopDelayP99Ms.toFixed(1)} ms, requests put on their connection p50 ${ms(t.dispatchLag.p50Ms)} ms / p99 ${ms(t.dispatchLag.p99Ms)} ms after their scheduled time, a lag the latencies above include).`,
     ``,
     `Latency by scheduled send time (5 s slices; * = inside the restart window):`,

@@ -24,7 +24,7 @@ import { hashToken } from '../../src/domain/token.js'
 import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
 import { startRedisServer } from '../../test/support/redis-server.js'
-import { measureBaseline, type BaselineResult } from './baseline.js'
+import { machineCpu, measureBaseline, startBareServer, type BaselineResult } from './baseline.js'
 import { renderSection, writeSection, type SoakReport } from './report.js'
 import { breakerState, sample, summarise, unexplained, type Sample } from './samples.js'
 import { startServer } from './server.js'
@@ -50,6 +50,8 @@ const RECOVERY_S = num('recovery', 30)
 const WRITE = args.get('write') !== 'false'
 /** Seconds of the same load against a bare HTTP server first (load/node-soak/baseline.ts); 0 skips it. */
 const BASELINE_S = num('baseline', 60)
+/** Every how many of the service's requests the generator also asks a bare server, at the same time (0: no probe). */
+const PROBE_EVERY = num('probe-every', 10)
 // Diagnostics: a run with extra settings is not the defaults' run, and its section says which it had.
 const SERVER_ENV = Object.fromEntries((process.argv.find((a) => a.startsWith('--server-env='))?.slice('--server-env='.length) ?? '')
   .split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
@@ -107,6 +109,7 @@ async function main(): Promise<number> {
   const client = new pg.Client({ connectionString: DATABASE_URL })
   await client.connect()
   const redis = await startRedisServer()
+  const control = PROBE_EVERY > 0 ? await startBareServer(root) : undefined
   let server: Awaited<ReturnType<typeof startServer>> | undefined
   try {
     await migrate(client, schema)
@@ -138,7 +141,9 @@ async function main(): Promise<number> {
     await sleep(2000)
     const baseline = await sample(metricsUrl, 0)
     const baselineAt = Date.now()
-    const load = startLoad(root, { url: server.base, connections: CONNECTIONS, rate: RATE, durationS: DURATION_S, arrivals: ARRIVALS, validTokens, revokedTokens, serviceKey })
+    const machineBefore = await machineCpu()
+    const load = startLoad(root, { url: server.base, connections: CONNECTIONS, rate: RATE, durationS: DURATION_S, arrivals: ARRIVALS, validTokens, revokedTokens, serviceKey,
+      ...(control ? { probe: { url: control.url, every: PROBE_EVERY, connections: Math.max(1, Math.round(CONNECTIONS / PROBE_EVERY)) } } : {}) })
     const loadStart = await load.started
     baseline.t = (baselineAt - loadStart) / 1000
     const elapsed = () => (Date.now() - loadStart) / 1000
@@ -189,6 +194,9 @@ async function main(): Promise<number> {
       })
     }, (DURATION_S * 1000) / 2)
     const result = await load.done.finally(() => clearTimeout(halfway))
+    const machineAfter = await machineCpu()
+    /** Busy CPU over the load on the whole machine, in % of one core (the machine has os.cpus().length of them). */
+    const machineBusyPct = ((machineAfter.busyS - machineBefore.busyS) / result.elapsedS) * 100
     await restarting
     await watching
     sampling = false
@@ -230,7 +238,8 @@ async function main(): Promise<number> {
         check: `p99 < ${P99_LIMIT_MS} ms over every request, from its scheduled send time`,
         ok: traffic.latency.p99Ms < P99_LIMIT_MS,
         detail: `p99 ${traffic.latency.p99Ms.toFixed(2)} ms (outside the restart window ${traffic.outside.latency.p99Ms.toFixed(2)} ms, inside it ${traffic.inWindow.latency.p99Ms.toFixed(2)} ms)` +
-          (bare ? `; the bare server's under the same load in this run: ${bare.latency.p99Ms.toFixed(2)} ms` : ''),
+          (traffic.probe ? `; a bare server asked by the same generator at the same time: p99 ${traffic.probe.p99Ms.toFixed(2)} ms` : '') +
+          (bare ? `; the bare server alone under the full load, first: p99 ${bare.latency.p99Ms.toFixed(2)} ms` : ''),
       },
       { check: 'no 503 outside the restart window', ok: traffic.outside.status503 === 0, detail: `${traffic.outside.status503} of ${traffic.outside.sent.toLocaleString('en')}` },
       {
@@ -263,6 +272,7 @@ async function main(): Promise<number> {
       breaker,
       window: window === undefined ? null : { from: (window as { from: number; to: number }).from, to: (window as { from: number; to: number }).to },
       serverCpuPct,
+      machineBusyPct,
       bare,
       serverEnv: SERVER_ENV,
       traffic,
@@ -290,6 +300,7 @@ async function main(): Promise<number> {
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined)
     await client.end()
     await redis.close()
+    await control?.stop()
   }
 }
 

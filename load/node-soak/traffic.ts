@@ -65,6 +65,8 @@ export interface TrafficCounts {
   loadgenCpuPct: number
   loadgenLoopDelayP99Ms: number
   connectionsOpened: number
+  /** The control: a bare server asked at the same time by the same generator (LoadOptions.probe). */
+  probe?: LatencySummary & { sent: number; failed: number }
 }
 
 const build = () => hdr.build({ bitBucketSize: 'packed', lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 })
@@ -138,5 +140,6 @@ export function tally(r: LoadResult, window: { from: number; to: number } | unde
   counts.inWindow.latency = summary(inH)
   counts.outside.latency = summary(outH)
   counts.rps = counts.sent / Math.max(r.elapsedS, 1)
+  if (r.probe) counts.probe = { ...summary(decode(r.probe.latency)), sent: r.probe.sent, failed: r.probe.failed }
   return counts
 }
