@@ -12,13 +12,11 @@ import { spawn } from 'node:child_process'
 import { randomBytes, randomUUID } from 'node:crypto'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import pg from 'pg'
 import { Pool } from 'undici'
 import { createSessionClient } from '../../packages/client/src/index.js'
 import { freePort } from '../../src/dev/free-port.js'
-import { hashToken } from '../../src/domain/token.js'
-import { migrate } from '../../src/store/migrate.js'
 import { cliArgs } from './cli-args.js'
+import { dropSchema, seedSchema } from './fixtures.js'
 import { median } from './stats.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -31,36 +29,6 @@ const DATABASE_URL = args.get('database-url') ?? 'postgres://postgres@127.0.0.1:
 const REDIS_URL = args.get('redis-url') ?? 'redis://127.0.0.1:6379'
 const SERVICE_KEY = `bench-${randomBytes(12).toString('hex')}`
 const say = (line: string) => process.stdout.write(`${line}\n`)
-
-async function seed(schema: string): Promise<string[]> {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  try {
-    await migrate(client, schema)
-    const tokens = Array.from({ length: SESSIONS }, () => `bench_${randomBytes(24).toString('base64url')}`)
-    const userIds = tokens.map(() => randomUUID())
-    await client.query(
-      `INSERT INTO "${schema}".users (id, email, first_name, last_name, username)
-       SELECT id, 'bench-' || id || '@example.test', 'Ada', 'Lovelace', 'ada' FROM unnest($1::uuid[]) AS id`,
-      [userIds],
-    )
-    await client.query(
-      `INSERT INTO "${schema}".user_sessions (user_id, token, expires_at)
-       SELECT id, hash, now() + interval '1 day' FROM unnest($1::uuid[], $2::text[]) AS t(id, hash)`,
-      [userIds, tokens.map(hashToken)],
-    )
-    return tokens
-  } finally {
-    await client.end()
-  }
-}
-
-async function dropSchema(schema: string) {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-  await client.end()
-}
 
 async function startService(schema: string, prefix: string) {
   const port = await freePort()
@@ -120,7 +88,7 @@ async function drive(call: Call, tokens: string[]) {
 async function main() {
   const schema = `bench_client_${randomBytes(4).toString('hex')}`
   const prefix = `bench-client-${randomBytes(4).toString('hex')}:`
-  const tokens = await seed(schema)
+  const tokens = (await seedSchema(DATABASE_URL, schema, SESSIONS, { tokenPrefix: 'bench' })).map((s) => s.token)
   const service = await startService(schema, prefix)
   const pool = new Pool(service.url, { connections: CONCURRENCY, pipelining: 1 })
   const client = createSessionClient({ baseUrl: service.url, serviceKey: SERVICE_KEY, connections: CONCURRENCY })
@@ -171,7 +139,7 @@ async function main() {
     await pool.close()
     service.child.kill('SIGTERM')
     await new Promise((r) => service.child.once('exit', r))
-    await dropSchema(schema)
+    await dropSchema(DATABASE_URL, schema)
   }
 }
 

@@ -17,7 +17,6 @@ import { fileURLToPath } from 'node:url'
 import fastJson from 'fast-json-stringify'
 import CircuitBreaker from 'opossum'
 import { Redis } from 'ioredis'
-import pg from 'pg'
 import pino from 'pino'
 import { Bench } from 'tinybench'
 import { buildApp, type App } from '../../src/app.js'
@@ -32,9 +31,9 @@ import { stillValid } from '../../src/domain/verdict.js'
 import { ValidateResponse } from '../../src/http/schemas.js'
 import type { RedisClient } from '../../src/redis/client.js'
 import { createTurnLease } from '../../src/redis/pool.js'
-import { migrate } from '../../src/store/migrate.js'
 import { bareApp } from './bare-route.js'
 import { cliArgs, HOT_SECTION } from './cli-args.js'
+import { dropSchema, seedSchema, type SeededSession } from './fixtures.js'
 import { median } from './stats.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -63,34 +62,6 @@ interface Row {
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`)
-
-async function seed(schema: string) {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  try {
-    await migrate(client, schema)
-    const token = `hot_${randomBytes(24).toString('base64url')}`
-    const userId = randomUUID()
-    await client.query(`INSERT INTO "${schema}".users (id, email, first_name, last_name, username) VALUES ($1, $2, 'Ada', 'Lovelace', 'ada')`, [
-      userId,
-      `bench-${userId}@example.test`,
-    ])
-    await client.query(`INSERT INTO "${schema}".user_sessions (user_id, token, expires_at) VALUES ($1, $2, now() + interval '1 day')`, [
-      userId,
-      hashToken(token),
-    ])
-    return token
-  } finally {
-    await client.end()
-  }
-}
-
-async function dropSchema(schema: string) {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-  await client.end()
-}
 
 function configFor(schema: string, prefix: string, key: string, extra: Record<string, string>): Config {
   return loadConfig(
@@ -122,7 +93,7 @@ async function main() {
   const schema = `ssc_hot_${randomBytes(4).toString('hex')}`
   const prefix = `ssc-hot-${randomBytes(4).toString('hex')}:`
   const key = `hot:${randomBytes(32).toString('base64')}`
-  const token = await seed(schema)
+  const [{ token }] = (await seedSchema(DATABASE_URL, schema, 1, { tokenPrefix: 'hot' })) as [SeededSession]
   const hash = hashToken(token)
   const quiet = pino.destination('/dev/null')
   const apps: App[] = []
@@ -289,7 +260,7 @@ async function main() {
   } finally {
     await Promise.all(apps.map((app) => app.close()))
     await bare.close()
-    await dropSchema(schema)
+    await dropSchema(DATABASE_URL, schema)
   }
 }
 

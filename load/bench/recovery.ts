@@ -29,6 +29,7 @@ import { freePort } from '../../src/dev/free-port.js'
 import { startRedisServer } from '../../test/support/redis-server.js'
 import { startSentinelTopology } from '../../test/support/redis-sentinel.js'
 import { cliArgs } from './cli-args.js'
+import { dropKeys, dropSchema } from './fixtures.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
@@ -68,24 +69,6 @@ async function seed(schema: string): Promise<string[]> {
     await client.end()
   }
   return Array.from({ length: SESSIONS }, (_, i) => `recovery-bench-${i}`)
-}
-
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-  await client.end()
-}
-
-async function dropKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL)
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    if (keys.length > 0) await redis.del(...keys)
-    cursor = next
-  } while (cursor !== '0')
-  redis.disconnect()
 }
 
 async function startService(port: number, env: Record<string, string>): Promise<ChildProcess> {
@@ -382,7 +365,7 @@ async function warmingScenario(tokens: string[], env: Record<string, string>, wa
     }
   } finally {
     await stopService(service)
-    await dropKeys(prefix)
+    await dropKeys(REDIS_URL, prefix)
   }
 }
 
@@ -468,7 +451,7 @@ async function main() {
     if (ONLY.has('warming-off')) saved['warming-off'] = await warmingScenario(tokens, env, false)
     if (ONLY.has('warming-on')) saved['warming-on'] = await warmingScenario(tokens, env, true)
   } finally {
-    await dropSchema(schema)
+    await dropSchema(DATABASE_URL, schema)
   }
   mkdirSync(path.dirname(RESULTS_FILE), { recursive: true })
   writeFileSync(RESULTS_FILE, JSON.stringify(saved, null, 2))

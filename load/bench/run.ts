@@ -12,18 +12,17 @@
  * Every target listens on 127.0.0.1 and every run is bounded by its duration.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
-import pg from 'pg'
 import { keyScheme } from '../../src/cache/keys.js'
 import { hashToken } from '../../src/domain/token.js'
-import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
 import { cliArgs, HOT_SECTION } from './cli-args.js'
+import { dropKeys, dropSchema, seedSchema, type SeededSession } from './fixtures.js'
 import { TOPOLOGY_SHAPES, withTopologies, type TopologyKind } from './topologies.js'
 import { existingTriggerSection, measureTriggerCost, renderTriggerSection, spliceTriggerSection, type TriggerCostResult } from './trigger-cost.js'
 import { median } from './stats.js'
@@ -94,41 +93,6 @@ function ensureWrk(): void {
   say('installing wrk (Debian package)…')
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' })
   execFileSync('apt-get', ['install', '-y', '-qq', 'wrk'], { stdio: 'inherit' })
-}
-
-interface Seeded {
-  token: string
-  sessionId: string
-  userId: string
-}
-
-async function seed(schema: string): Promise<Seeded[]> {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  try {
-    await migrate(client, schema)
-    const tokens = Array.from({ length: SESSIONS }, () => `bench_${randomBytes(24).toString('base64url')}`)
-    const userIds = tokens.map(() => randomUUID())
-    await client.query(
-      `INSERT INTO "${schema}".users (id, email, first_name, last_name, username)
-       SELECT id, 'bench-' || id || '@example.test', 'Ada', 'Lovelace', 'ada' FROM unnest($1::uuid[]) AS id`,
-      [userIds],
-    )
-    const { rows } = await client.query<{ id: string; user_id: string; token: string }>(
-      `INSERT INTO "${schema}".user_sessions (user_id, token, expires_at)
-       SELECT id, hash, now() + interval '1 day' FROM unnest($1::uuid[], $2::text[]) AS t(id, hash)
-       RETURNING id, user_id, token`,
-      [userIds, tokens.map(hashToken)],
-    )
-    // The session and user ids, for the memory measurement (values are sealed: they cannot be read back from Redis).
-    const byHash = new Map(rows.map((r) => [r.token, r]))
-    return tokens.map((token) => {
-      const row = byHash.get(hashToken(token))!
-      return { token, sessionId: row.id, userId: row.user_id }
-    })
-  } finally {
-    await client.end()
-  }
 }
 
 /** The target running now: killed if this process exits without stopping it (an error, a signal). */
@@ -240,7 +204,7 @@ async function activityCounters(port: number): Promise<{ rows: number; statement
  * On the single node (REDIS_URL), where the single-node scenarios left their entries; key names from keys.ts, the
  * session and user ids from the seed. A session counts when its entry and both its indexes are there.
  */
-async function redisBytesPerSession(prefix: string, seeded: Seeded[]) {
+async function redisBytesPerSession(prefix: string, seeded: SeededSession[]) {
   const redis = new Redis(REDIS_URL)
   const keys = keyScheme(prefix)
   try {
@@ -283,18 +247,8 @@ function bytesLine(bytes: Awaited<ReturnType<typeof redisBytesPerSession>>, pref
 }
 
 async function cleanup(schema: string, prefix: string) {
-  const client = new pg.Client({ connectionString: DATABASE_URL })
-  await client.connect()
-  await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
-  await client.end()
-  const redis = new Redis(REDIS_URL)
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    if (keys.length > 0) await redis.del(...keys)
-    cursor = next
-  } while (cursor !== '0')
-  redis.disconnect()
+  await dropSchema(DATABASE_URL, schema)
+  await dropKeys(REDIS_URL, prefix)
 }
 
 async function main() {
@@ -380,7 +334,7 @@ async function main() {
   const topologies = new Set(scenarios.flatMap((s) => (s.topology ? [s.topology] : [])))
   say(`bench: ${SESSIONS} sessions, ${CONNECTIONS} connections, ${DURATION_S}s per scenario, ${ROUNDS} rounds`)
   say('seeding Postgres…')
-  const seeded = await seed(schema)
+  const seeded = await seedSchema(DATABASE_URL, schema, SESSIONS, { tokenPrefix: 'bench' })
   const tokens = seeded.map((s) => s.token)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ssc-bench-'))
   const tokensFile = path.join(dir, 'tokens.txt')

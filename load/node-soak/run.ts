@@ -14,16 +14,16 @@
  * private redis-server on a free port (so it can be killed); Postgres is the shared test database, in a schema of its own.
  */
 import { execFileSync } from 'node:child_process'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
-import { hashToken } from '../../src/domain/token.js'
 import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
 import { startRedisServer } from '../../test/support/redis-server.js'
+import { seedSessions } from '../bench/fixtures.js'
 import { machineCpu, measureBaseline, startBareServer, type BaselineResult } from './baseline.js'
 import { renderSection, writeSection, type SoakReport } from './report.js'
 import { breakerState, sample, summarise, unexplained, type Sample } from './samples.js'
@@ -77,22 +77,6 @@ function postOnce(url: string, body: string): Promise<void> {
   })
 }
 
-async function seed(client: pg.Client, schema: string, count: number, revoked: boolean): Promise<string[]> {
-  const tokens = Array.from({ length: count }, () => `soak_${randomBytes(24).toString('base64url')}`)
-  const userIds = tokens.map(() => randomUUID())
-  await client.query(
-    `INSERT INTO "${schema}".users (id, email, first_name, last_name, username)
-     SELECT id, 'soak-' || id || '@example.test', 'Ada', 'Lovelace', 'ada' FROM unnest($1::uuid[]) AS id`,
-    [userIds],
-  )
-  await client.query(
-    `INSERT INTO "${schema}".user_sessions (user_id, token, expires_at, revoked_at)
-     SELECT id, hash, now() + interval '1 day', ${revoked ? 'now()' : 'NULL'} FROM unnest($1::uuid[], $2::text[]) AS t(id, hash)`,
-    [userIds, tokens.map(hashToken)],
-  )
-  return tokens
-}
-
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString()
   const loadAvgAtStart = os.loadavg()[0]!
@@ -113,8 +97,8 @@ async function main(): Promise<number> {
   let server: Awaited<ReturnType<typeof startServer>> | undefined
   try {
     await migrate(client, schema)
-    const validTokens = await seed(client, schema, SESSIONS, false)
-    const revokedTokens = await seed(client, schema, REVOKED, true)
+    const validTokens = (await seedSessions(client, schema, SESSIONS, { tokenPrefix: 'soak' })).map((s) => s.token)
+    const revokedTokens = (await seedSessions(client, schema, REVOKED, { tokenPrefix: 'soak', revoked: true })).map((s) => s.token)
     const serviceKey = randomBytes(24).toString('base64url')
     server = await startServer(root, {
       PORT: String(await freePort()),
