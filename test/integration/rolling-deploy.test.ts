@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_REDIS_URL } from '../support/env.js'
 import { startRoundRobinProxy, type RoundRobinProxy } from '../support/round-robin-proxy.js'
 import { startServerProcess, type ServerProcess } from '../support/server-process.js'
+import { dropSharedRedisKeys } from '../support/shared-redis.js'
 
 /**
  * A rolling deploy: two real server processes (src/server.ts) sharing the test Redis and one Postgres schema, behind a
@@ -49,16 +49,7 @@ afterAll(async () => {
   await proxy?.close()
   await Promise.all(instances.map((i) => i.kill()))
   await db?.drop()
-  const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${KEY_PREFIX}*`)
-    if (keys.length > 0) await redis.del(...keys)
-  } catch {
-    // Cleanup only.
-  } finally {
-    redis.disconnect()
-  }
+  await dropSharedRedisKeys(KEY_PREFIX)
 })
 
 interface Result {

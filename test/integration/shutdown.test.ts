@@ -7,6 +7,7 @@ import { hashToken } from '../../src/domain/token.js'
 import { createTestDatabase, type TestDatabase } from '../support/database.js'
 import { TEST_DATABASE_URL, TEST_REDIS_URL } from '../support/env.js'
 import { startServerProcess, type ServerProcess } from '../support/server-process.js'
+import { dropSharedRedisKeys } from '../support/shared-redis.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
 /**
@@ -91,17 +92,7 @@ afterAll(async () => {
   await server?.kill()
   await proxy?.close()
   await db?.drop()
-  // The child's cache fills outlive it (they have a TTL); remove them from the shared Redis.
-  const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${KEY_PREFIX}*`)
-    if (keys.length > 0) await redis.del(...keys)
-  } catch {
-    // Cleanup only: a Redis that is gone has nothing left to clean.
-  } finally {
-    redis.disconnect()
-  }
+  await dropSharedRedisKeys(KEY_PREFIX)
 })
 
 describe('SIGTERM with keep-alive clients', () => {

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database.js'
 import { TEST_REDIS_URL } from '../../../test/support/env.js'
 import { startRoundRobinProxy, type RoundRobinProxy } from '../../../test/support/round-robin-proxy.js'
 import { startServerProcess, TEST_SERVICE_KEY, type ServerProcess } from '../../../test/support/server-process.js'
+import { dropSharedRedisKeys } from '../../../test/support/shared-redis.js'
 import { createSessionClient, type SessionClient } from '../src/index.js'
 
 /**
@@ -32,16 +32,7 @@ afterAll(async () => {
   await Promise.all(balancers.map((b) => b.close()))
   await Promise.all(instances.map((i) => i.kill()))
   await db?.drop()
-  const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false })
-  try {
-    await redis.connect()
-    const keys = await redis.keys(`${KEY_PREFIX}*`)
-    if (keys.length > 0) await redis.del(...keys)
-  } catch {
-    // Cleanup only.
-  } finally {
-    redis.disconnect()
-  }
+  await dropSharedRedisKeys(KEY_PREFIX)
 })
 
 const start = (drainDelayMs = DRAIN_DELAY_MS) =>
