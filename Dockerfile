@@ -35,7 +35,8 @@ COPY package.json package-lock.json ./
 COPY packages/client/package.json ./packages/client/
 # Production dependencies only. None of them has an install script, so --ignore-scripts changes nothing today and
 # keeps a future dependency's script (or the dev-only `node` package) from ever running in the runtime image.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+# --workspaces=false: the root's dependencies only, not the client workspace's (the service never loads the client).
+RUN npm ci --omit=dev --ignore-scripts --workspaces=false --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The migrate step (MIGRATION_DATABASE_URL) grants the service's role from this file: one definition of its privileges.

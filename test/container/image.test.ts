@@ -121,9 +121,10 @@ describe('the production image', () => {
     expect(present).toBe('')
     expect((await inImage('cd /app && ls -A')).trim().split('\n').sort()).toEqual(['dist', 'node_modules', 'ops', 'package-lock.json', 'package.json', 'packages'])
     expect((await inImage('cd /app && find ops -type f')).trim()).toBe('ops/postgres/runtime-role.sql')
-    // The client workspace's manifest (npm ci needs it to match the lockfile) and what npm installs for it; none of its
-    // own code or tests.
-    expect((await inImage("cd /app && find packages -type f -not -path '*/node_modules/*'")).trim()).toBe('packages/client/package.json')
+    // The client workspace's manifest (npm ci needs it to match the lockfile) and nothing else of it: not its code or tests,
+    // not its dependencies (npm ci --workspaces=false), not the workspace's link.
+    expect((await inImage('cd /app && find packages')).trim().split('\n').sort()).toEqual(['packages', 'packages/client', 'packages/client/package.json'])
+    expect((await inImage('ls -A /app/node_modules/@studio-session-cache 2>/dev/null || true')).trim()).toBe('')
     expect((await inImage("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name '*.ts' ! -name '*.d.ts' -o -name '*.test.*' \\) -print | grep -v '^/usr/local/lib/node_modules/npm/' | grep -v '^/app/node_modules/' || true")).trim()).toBe('')
     expect((await inImage('ls /app/dist/server.js /app/dist/store/migrate-cli.js')).trim().split('\n')).toHaveLength(2)
     expect((await inImage('ls -d /app/src /app/test /app/dist/dev 2>/dev/null || true')).trim()).toBe('')
