@@ -114,13 +114,13 @@ export function renderSection(r: SoakReport): string {
     `Open fds / active handles / timers / pool connections (Redis + Postgres): before load (cache filled) ${r.baseline.openFds} / ${r.baseline.activeHandles} / ${r.baseline.timers} / ${r.baseline.poolConnections}; ` +
       `after the load's connections closed ${r.afterLoad.openFds} / ${r.afterLoad.activeHandles} / ${r.afterLoad.timers} / ${r.afterLoad.poolConnections}. Server exit code after SIGTERM: ${r.serverExit}.`,
     ``,
-    `The server over time (${every === 1 ? 'every sample' : `every ${every}th sample`}; rates since the sample before): CPU in % of one core, Postgres queries/s and their mean duration as the service saw it, answers from Postgres/s, 503 SESSION_STORE_BUSY, the server's event-loop delay p99.`,
+    `The server over time (${every === 1 ? 'every sample' : `every ${every}th sample`}; rates since the sample before): memory (resident, V8's heap as committed and as used, and external to it), CPU in % of one core, Postgres queries/s and their mean duration as the service saw it, answers from Postgres/s, 503 SESSION_STORE_BUSY, the server's event-loop delay p99.`,
     ``,
-    `| t s | RSS | heap used | open fds | handles | timers | pool connections | CPU | Postgres q/s | ms/query | from Postgres/s | STORE_BUSY | loop p99 ms |`,
-    `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
+    `| t s | RSS | heap committed | heap used | external | open fds | handles | timers | pool connections | CPU | Postgres q/s | ms/query | from Postgres/s | STORE_BUSY | loop p99 ms |`,
+    `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
     ...curve.map((s) => {
       const k = rates[r.samples.indexOf(s)]!
-      return `| ${s.t.toFixed(0)} | ${mib(s.rssBytes)} | ${mib(s.heapUsedBytes)} | ${s.openFds} | ${s.activeHandles} | ${s.timers} | ${s.poolConnections} | ${k.cpu.toFixed(0)} % | ${n(k.pg)} | ${k.pgMs.toFixed(1)} | ${n(k.fromPg)} | ${n(k.busy)} | ${s.loopDelayP99Ms.toFixed(0)} |`
+      return `| ${s.t.toFixed(0)} | ${mib(s.rssBytes)} | ${mib(s.heapTotalBytes)} | ${mib(s.heapUsedBytes)} | ${mib(s.externalBytes)} | ${s.openFds} | ${s.activeHandles} | ${s.timers} | ${s.poolConnections} | ${k.cpu.toFixed(0)} % | ${n(k.pg)} | ${k.pgMs.toFixed(1)} | ${n(k.fromPg)} | ${n(k.busy)} | ${s.loopDelayP99Ms.toFixed(0)} |`
     }),
     ``,
   ].filter((line, i, all) => !(line === '' && all[i - 1] === '')).join('\n')

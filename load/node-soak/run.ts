@@ -140,7 +140,7 @@ async function main(): Promise<number> {
         if (s) {
           samples.push(s)
           const dt = Math.max(s.t - previous.t, 0.001)
-          say(`  t=${s.t.toFixed(0)}s rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(s.heapUsedBytes / 2 ** 20).toFixed(1)} MiB fds ${s.openFds} handles ${s.activeHandles} timers ${s.timers}` +
+          say(`  t=${s.t.toFixed(0)}s rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MiB heap ${(s.heapUsedBytes / 2 ** 20).toFixed(1)} of ${(s.heapTotalBytes / 2 ** 20).toFixed(1)} MiB ext ${(s.externalBytes / 2 ** 20).toFixed(1)} MiB fds ${s.openFds} handles ${s.activeHandles} timers ${s.timers}` +
             ` cpu ${(((s.cpuSeconds - previous.cpuSeconds) / dt) * 100).toFixed(0)} % pg ${((s.postgresQueries - previous.postgresQueries) / dt).toFixed(0)} q/s ${(((s.postgresQuerySeconds - previous.postgresQuerySeconds) / Math.max(1, s.postgresQueries - previous.postgresQueries)) * 1000).toFixed(1)} ms/q busy ${s.storeBusy - previous.storeBusy} loop p99 ${s.loopDelayP99Ms.toFixed(0)} ms`)
           previous = s
         }

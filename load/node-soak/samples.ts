@@ -8,6 +8,9 @@ export interface Sample {
   t: number
   rssBytes: number
   heapUsedBytes: number
+  /** V8's heap as committed (what of the RSS the JS heap holds) and memory outside it (Buffers, native). */
+  heapTotalBytes: number
+  externalBytes: number
   openFds: number
   activeHandles: number
   timers: number
@@ -39,6 +42,8 @@ export async function sample(metricsUrl: string, t: number): Promise<Sample> {
     t,
     rssBytes: read(body, 'process_resident_memory_bytes'),
     heapUsedBytes: read(body, 'nodejs_heap_size_used_bytes'),
+    heapTotalBytes: read(body, 'nodejs_heap_size_total_bytes'),
+    externalBytes: read(body, 'nodejs_external_memory_bytes'),
     openFds: read(body, 'process_open_fds'),
     activeHandles: sumOf(body, 'nodejs_active_handles'),
     timers: read(body, 'nodejs_active_resources', '{type="Timeout"}') || 0,
