@@ -17,10 +17,27 @@ const STALL_FROM_MS = 500
 const STALL_UNTIL_MS = 800
 
 let server: http.Server | undefined
+let control: http.Server | undefined
 afterEach(async () => {
   await new Promise((resolve) => server?.close(resolve) ?? resolve(undefined))
+  await new Promise((resolve) => control?.close(resolve) ?? resolve(undefined))
   server = undefined
+  control = undefined
 })
+
+/** A server that answers at once (the soak's bare control), counting what it was asked. */
+async function immediateServer() {
+  let asked = 0
+  control = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      if (req.method === 'POST') asked++
+      res.end('{}')
+    })
+  })
+  await new Promise<void>((resolve) => control!.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(control!.address() as AddressInfo).port}`, asked: () => asked }
+}
 
 /** Answers what each kind must get, but holds every answer due between STALL_FROM_MS and STALL_UNTIL_MS after the first request. */
 async function stallingService() {
@@ -65,6 +82,27 @@ describe('soak load generator', () => {
     expect(latency.getValueAtPercentile(100 - dueInFirstTwoThirds) / 1000).toBeGreaterThanOrEqual((STALL_UNTIL_MS - STALL_FROM_MS) / 3)
     // The first request due in the stall waited nearly all of it.
     expect(counts.latency.maxMs).toBeGreaterThanOrEqual((STALL_UNTIL_MS - STALL_FROM_MS) * 0.9)
+  })
+
+  it('asks the control at every Nth scheduled time, and the service\'s stall does not show in the control\'s latency', async () => {
+    const url = await stallingService()
+    const bare = await immediateServer()
+    const every = 4
+    const result = await run(
+      {
+        url, connections: 5, rate: RATE, durationS: DURATION_S, arrivals: 'constant', validTokens: ['valid_a'], revokedTokens: ['revoked_a'], serviceKey: 'k',
+        probe: { url: bare.url, every, connections: 2 },
+      },
+      () => undefined,
+    )
+    const counts = tally(result, undefined)
+    expect(counts.probe?.sent).toBe((RATE * DURATION_S) / every)
+    expect(bare.asked()).toBe((RATE * DURATION_S) / every)
+    expect(counts.probe?.failed).toBe(0)
+    expect(counts.probe?.count).toBe((RATE * DURATION_S) / every)
+    // The service held a third of its requests for up to 300 ms; the control, asked at the same times, never waited for it.
+    expect(counts.latency.maxMs).toBeGreaterThanOrEqual((STALL_UNTIL_MS - STALL_FROM_MS) * 0.9)
+    expect(counts.probe!.maxMs).toBeLessThan((STALL_UNTIL_MS - STALL_FROM_MS) / 3)
   })
 
   it('counts a 503 as the restart\'s when its request was due before the window closed and answered after it opened', () => {
