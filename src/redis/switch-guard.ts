@@ -29,9 +29,13 @@ export function createSwitchGuard(onDrop: () => void = () => undefined) {
     return (generation.get(client) ?? switches) < switches && addressOf(client) !== master
   }
 
-  /** Destroys a stale connection's socket (not `disconnect`, whose polite end waits for a hung peer). */
+  /**
+   * Destroys a stale connection's socket (not `disconnect`, whose polite end waits for a hung peer). Only a live one
+   * ('connect': handshake under way, or 'ready'): one still asking the sentinels, or waiting to, has no socket yet and
+   * is looked at again when it becomes ready.
+   */
   function dropIfStale(client: RedisClient): boolean {
-    if (!stale(client) || !(client instanceof Redis)) return false
+    if (!(client instanceof Redis) || (client.status !== 'connect' && client.status !== 'ready') || !stale(client)) return false
     client.stream?.destroy()
     onDrop()
     return true

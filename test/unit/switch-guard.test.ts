@@ -16,7 +16,7 @@ function connection(port: number) {
   const client = new Redis({ lazyConnect: true })
   clients.push(client)
   const socket = { remoteAddress: '127.0.0.1', remotePort: port, destroy: vi.fn() }
-  Object.assign(client, { stream: socket })
+  Object.assign(client, { stream: socket, status: 'ready' })
   /** Moves it to another node, as a reconnect does: a new attempt (the 'connecting' event), then its socket. */
   const reconnect = (to: number) => {
     client.emit('connecting')
@@ -67,6 +67,19 @@ describe('switch guard: connections left on a switched-away master are dropped',
     expect(guard.dropIfStale(b.client)).toBe(false)
     expect(a.socket.destroy).not.toHaveBeenCalled()
     expect(b.socket.destroy).not.toHaveBeenCalled()
+  })
+
+  it('leaves a connection with no live socket (asking the sentinels, or waiting to) until it becomes ready', () => {
+    const guard = createSwitchGuard()
+    const asking = connection(7000)
+    guard.track(asking.client)
+    Object.assign(asking.client, { status: 'connecting' })
+    guard.switched('127.0.0.1:7001', [asking.client])
+    expect(asking.socket.destroy).not.toHaveBeenCalled()
+
+    Object.assign(asking.client, { status: 'ready' })
+    expect(guard.dropIfStale(asking.client)).toBe(true)
+    expect(asking.socket.destroy).toHaveBeenCalledTimes(1)
   })
 
   it('leaves untracked clients and a guard that has seen no switch alone', () => {
