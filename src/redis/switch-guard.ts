@@ -36,7 +36,7 @@ export function createSwitchGuard(onDrop: () => void = () => undefined) {
    */
   function dropIfStale(client: RedisClient): boolean {
     if (!(client instanceof Redis) || (client.status !== 'connect' && client.status !== 'ready') || !stale(client)) return false
-    client.stream?.destroy()
+    destroySocket(client)
     onDrop()
     return true
   }
@@ -61,3 +61,15 @@ export function createSwitchGuard(onDrop: () => void = () => undefined) {
 }
 
 export type SwitchGuard = ReturnType<typeof createSwitchGuard>
+
+/**
+ * ioredis arms one socket timeout per connection on a write and clears it only when data arrives: a socket destroyed
+ * while it is pending (the handshake's commands on a hung master) leaves it armed, and when it fires it destroys
+ * whatever socket the connection has by then, the healthy one it reconnected on. So it is cleared with the socket.
+ */
+function destroySocket(client: Redis): void {
+  const internals = client as unknown as { socketTimeoutTimer?: NodeJS.Timeout }
+  clearTimeout(internals.socketTimeoutTimer)
+  internals.socketTimeoutTimer = undefined
+  client.stream?.destroy()
+}
