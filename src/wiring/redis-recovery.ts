@@ -20,6 +20,8 @@ export interface RecoveryWiring {
   /** Every pooled data connection now (the pool adds and removes them). */
   pooled: ReadonlySet<RedisClient>
   subscriber: RedisClient
+  /** A connection left on a master the sentinels have switched away from (switch-guard.ts): not back yet. */
+  stale?: (client: RedisClient) => boolean
 }
 
 /**
@@ -35,7 +37,7 @@ export function wireRecovery(app: FastifyInstance, deps: RecoveryWiring) {
     breaker,
     probe: async () => {
       const clients = [...pooled]
-      const notReady = clients.filter((c) => c.status !== 'ready').map((c) => c.status)
+      const notReady = clients.filter((c) => c.status !== 'ready' || deps.stale?.(c)).map((c) => (c.status === 'ready' ? 'on the old master' : c.status))
       if (clients.length === 0 || notReady.length > 0) throw new Error(`pooled connections not ready: ${notReady.join(', ')} (of ${clients.length})`)
       await withinDeadline(Promise.all(clients.map((c) => c.ping())), config.redis.commandTimeoutMs)
     },

@@ -5,6 +5,7 @@ import { closeRedisClient, createRedisClient, type RedisClient } from '../redis/
 import { createGuardedRunner } from '../redis/guarded-runner.js'
 import { closeRedisPool, createRedisPool } from '../redis/pool.js'
 import type { RecoverySignal } from '../redis/recovery.js'
+import { createSwitchGuard } from '../redis/switch-guard.js'
 import { readReplication, type MasterView } from '../redis/topology.js'
 import { watchTopology } from '../redis/topology-watch.js'
 import type { Log } from '../service/observer.js'
@@ -36,13 +37,18 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
   const clientOptions = { ...config.redis, onRedirect: topologyMetrics.redirected }
 
   // Every data connection (pooled, and the subscriber): a reconnect on any of them is a recovery signal, and the
-  // recovery probe asks every pooled one.
+  // recovery probe asks every pooled one. After a Sentinel switch, one that comes back on the old master is dropped
+  // instead (switch-guard.ts): it is no sign that Redis is back.
   const pooled = new Set<RedisClient>()
+  const guard = createSwitchGuard(() => log.info({}, 'redis connection on the old master after a switch: dropped, it reconnects to the new one'))
   let signal: (kind: RecoverySignal) => void = () => undefined
   const pool = createRedisPool({ ...clientOptions, min: config.redis.poolMin, max: config.redis.poolMax }, log, (client) => {
     defineCacheScripts(client)
     pooled.add(client)
-    client.on('ready', () => signal('reconnect'))
+    guard.track(client)
+    client.on('ready', () => {
+      if (!guard.dropIfStale(client)) signal('reconnect')
+    })
   }, (client) => pooled.delete(client))
   app.addHook('onClose', () => closeRedisPool(pool))
   // The breaker's per-call timer is each cache operation's one deadline, and what holds a request to the command
@@ -59,10 +65,14 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
   // On a Cluster it also watches for master switches: its slot map is refreshed every second, not every five.
   const subscriber = createRedisClient({ ...clientOptions, slotsRefreshIntervalMs: 1000 }, log)
   app.addHook('onClose', () => closeRedisClient(subscriber))
-  subscriber.on('ready', () => signal('subscriber'))
+  // On the old master it would hear none of the invalidations published on the new one.
+  guard.track(subscriber)
+  subscriber.on('ready', () => {
+    if (!guard.dropIfStale(subscriber)) signal('subscriber')
+  })
 
   // Back on Redis as soon as it is back (redis-recovery.ts): a signal probes every pooled connection.
-  const recovery = wireRecovery(app, { config, log, metrics, breaker, pooled, subscriber })
+  const recovery = wireRecovery(app, { config, log, metrics, breaker, pooled, subscriber, stale: guard.stale })
   signal = recovery.signal
 
   let masters: MasterView[] = []
@@ -84,6 +94,8 @@ export function wireRedis(app: FastifyInstance, deps: RedisWiring) {
       onSwitch: (detail) => {
         log.warn(detail, 'redis master switched: not trusting Redis until recent revocations are replayed into the new master')
         topologyMetrics.failover()
+        // Before the probe: a connection still on the old master must not count as Redis being back.
+        if (topology.kind === 'sentinel') guard.switched(detail.to, [...pooled, subscriber])
         masters = []
         deps.onSwitch()
         signal('switch')
