@@ -45,6 +45,11 @@ afterAll(async () => {
   await db?.drop()
 })
 
+async function lastAppliedId(app: TestApp): Promise<number> {
+  const body = (await app.app.inject({ method: 'GET', url: '/metrics' })).body
+  return Number(/^session_revocation_last_applied_id (\d+)/m.exec(body)?.[1] ?? 0)
+}
+
 function direct(port: number): Redis {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
   client.on('error', () => undefined)
@@ -166,6 +171,11 @@ describe('Redis Sentinel, default settings: back on Redis when the new master is
         status = (await a.invalidate({ sessionId: victim.sessionId, revoke: true })).statusCode
       }
       expect(status).toBe(200)
+      // Both instances' feeds applied the revocation's outbox row too (each writes its tombstone again on the master):
+      // one applied after the replica is doctored below would replicate over it and undo the disturbance.
+      const { rows } = await db.query('SELECT max(id)::text AS id FROM $schema.session_cache_outbox')
+      for (const app of [a, b]) await eventually(async () => (await lastAppliedId(app)) >= Number((rows[0] as { id: string }).id), 10_000, 'the outbox row applied')
+      await topology.waitForReplicasInSync(10_000)
       // The revocation reached the replica (entry gone there too) ...
       await eventually(async () => (await replica.exists(entry)) === 0, 10_000, 'the revocation replicated')
       // ... and is taken back, as if replication had lost it: the replica gets its pre-revocation keys again.
