@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { createCacheCipher, decodeKeySecret, type CacheCipher } from '../../src/cache/cipher.js'
@@ -255,6 +257,32 @@ describe('cache value codec v4 (binary, AES-256-GCM)', () => {
     expect(remembering.decode(HASH, Buffer.from(raw))).toEqual(valid)
     expect(reader.counts.opens).toBe(1)
     expect(remembering.decode(OTHER_HASH, raw)).toBeNull()
+  })
+
+  it('keeps what it remembers in memory of its own: a full memo holds its values\' bytes, not the buffers they came in', () => {
+    v8.setFlagsFromString('--expose-gc')
+    const gc = vm.runInNewContext('gc') as () => void
+    const keys = [{ id: 'k1', secret: secret() }]
+    const writer = createAnswerCodec(createCacheCipher(keys))
+    const ENTRIES = 2000
+    const values = Array.from({ length: ENTRIES }, (_, i) => ({ hash: hashToken(`memo-${i}`), raw: Buffer.from(writer.encode(hashToken(`memo-${i}`), valid)) }))
+    gc()
+    const before = process.memoryUsage().arrayBuffers
+    const codec = createAnswerCodec(createCacheCipher(keys), { memoEntries: 2 * ENTRIES })
+    for (const [i, { hash, raw }] of values.entries()) {
+      // Read from Redis: the value is a slice of a 16 KiB socket chunk, which goes once the reply is handled.
+      const chunk = Buffer.alloc(16 * 1024)
+      raw.copy(chunk, 100)
+      expect(codec.decode(hash, chunk.subarray(100, 100 + raw.length))).toEqual(valid)
+      // Sealed for a fill: a small Buffer from Node's 8 KiB pool; the rest of that slab goes to garbage here.
+      codec.encode(hashToken(`fill-${i}`), valid)
+      Buffer.allocUnsafe(4000)
+    }
+    gc()
+    const held = process.memoryUsage().arrayBuffers - before
+    // 4,000 remembered values of ~230 B each. Pinned, they would hold 2,000 socket chunks (32 MiB) and up to 2,000 slabs.
+    expect(held).toBeLessThan(4 * 1024 * 1024)
+    expect(codec.decode(values[0]!.hash, values[0]!.raw)).toEqual(valid)
   })
 
   it('refuses bad key material up front', () => {
