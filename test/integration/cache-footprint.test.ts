@@ -3,8 +3,8 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { SessionAnswer } from '../../src/domain/session.js'
 import { hashToken } from '../../src/domain/token.js'
-import { TEST_REDIS_URL } from '../support/env.js'
 import { redisCacheUnderTest } from '../support/redis-cache.js'
+import { startRedisServer } from '../support/redis-server.js'
 
 /**
  * What one cached session costs Redis, as docs/capacity.md and `npm run bench` (load/bench/run.ts) measure it:
@@ -42,16 +42,21 @@ function benchShaped(): SessionAnswer & { valid: true } {
   }
 }
 
+// A redis-server of its own (the same binary as the shared one): the other test files' traffic on the shared Redis,
+// running at the same time, once moved a mean by a byte in CI; here nothing else writes while it measures.
+let server: Awaited<ReturnType<typeof startRedisServer>>
 let redis: Redis
-beforeAll(() => {
-  redis = new Redis(TEST_REDIS_URL)
+beforeAll(async () => {
+  server = await startRedisServer()
+  redis = new Redis(server.url)
 })
-afterAll(() => {
-  redis.disconnect()
+afterAll(async () => {
+  redis?.disconnect()
+  await server?.close()
 })
 
 async function measure(prefix: string) {
-  const subject = await redisCacheUnderTest(TEST_REDIS_URL, 30_000, { kind: 'single' }, { prefix, keyId: 'bench' })
+  const subject = await redisCacheUnderTest(server.url, 30_000, { kind: 'single' }, { prefix, keyId: 'bench' })
   try {
     const usage = async (key: string) => {
       const bytes = await redis.memory('USAGE', key, 'SAMPLES', 0)
