@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { freePort } from '../../src/dev/free-port.js'
 import type { LoadOptions } from './loadgen.js'
@@ -13,11 +14,6 @@ export interface BaselineResult {
   serverCpuPct: number
 }
 
-/**
- * The same open-loop load (connections, rate, arrivals) for `durationS` against load/node-soak/bare-server.ts, before
- * anything else of the soak runs: what the generator, loopback and the machine cost on their own right now. Its
- * answers are not checked (it answers every request the same); only its latency is kept.
- */
 /** load/node-soak/bare-server.ts in a process of its own, listening on a free loopback port. */
 export async function startBareServer(root: string) {
   const port = await freePort()
@@ -70,21 +66,17 @@ export async function measureBaseline(root: string, load: Omit<LoadOptions, 'url
   }
 }
 
-/** The machine's busy and total CPU seconds so far, over all cores, from /proc/stat (Linux; NaN elsewhere). */
-export async function machineCpu(): Promise<{ busyS: number; totalS: number }> {
-  const { readFile } = await import('node:fs/promises')
+/** The machine's busy CPU seconds so far, over all cores, from /proc/stat (Linux; NaN elsewhere). */
+export async function machineBusySeconds(): Promise<number> {
   const line = (await readFile('/proc/stat', 'utf8').catch(() => '')).split('\n')[0] ?? ''
   const ticks = line.trim().split(/\s+/).slice(1).map(Number)
-  if (ticks.length < 5) return { busyS: NaN, totalS: NaN }
+  if (ticks.length < 5) return NaN
   // user nice system idle iowait irq softirq steal: idle and iowait are the not-busy ones; guest time is inside user.
-  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0)
-  const idle = ticks[3]! + ticks[4]!
-  return { busyS: (total - idle) / 100, totalS: total / 100 }
+  return (ticks.slice(0, 8).reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) / 100
 }
 
 /** A process's user + system CPU seconds so far, from /proc (Linux; NaN elsewhere). */
 async function cpuOf(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises')
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   // utime and stime are fields 14 and 15 of /proc/PID/stat, 12 and 13 after the command name; in clock ticks (100/s on Linux).

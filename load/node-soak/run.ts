@@ -24,7 +24,7 @@ import { migrate } from '../../src/store/migrate.js'
 import { freePort } from '../../src/dev/free-port.js'
 import { startRedisServer } from '../../test/support/redis-server.js'
 import { seedSessions } from '../bench/fixtures.js'
-import { machineCpu, measureBaseline, startBareServer, type BaselineResult } from './baseline.js'
+import { machineBusySeconds, measureBaseline, startBareServer, type BaselineResult } from './baseline.js'
 import { renderSection, writeSection, type SoakReport } from './report.js'
 import { breakerState, sample, summarise, unexplained, type Sample } from './samples.js'
 import { startServer } from './server.js'
@@ -125,7 +125,7 @@ async function main(): Promise<number> {
     await sleep(2000)
     const baseline = await sample(metricsUrl, 0)
     const baselineAt = Date.now()
-    const machineBefore = await machineCpu()
+    const machineBusyBefore = await machineBusySeconds()
     const load = startLoad(root, { url: server.base, connections: CONNECTIONS, rate: RATE, durationS: DURATION_S, arrivals: ARRIVALS, validTokens, revokedTokens, serviceKey,
       ...(control ? { probe: { url: control.url, every: PROBE_EVERY, connections: Math.max(1, Math.round(CONNECTIONS / PROBE_EVERY)) } } : {}) })
     const loadStart = await load.started
@@ -178,9 +178,8 @@ async function main(): Promise<number> {
       })
     }, (DURATION_S * 1000) / 2)
     const result = await load.done.finally(() => clearTimeout(halfway))
-    const machineAfter = await machineCpu()
-    /** Busy CPU over the load on the whole machine, in % of one core (the machine has os.cpus().length of them). */
-    const machineBusyPct = ((machineAfter.busyS - machineBefore.busyS) / result.elapsedS) * 100
+        /** Busy CPU over the load on the whole machine, in % of one core (the machine has os.cpus().length of them). */
+    const machineBusyPct = (((await machineBusySeconds()) - machineBusyBefore) / result.elapsedS) * 100
     await restarting
     await watching
     sampling = false
